@@ -1,0 +1,167 @@
+"""Interventions a researcher names: ``Steer``, ``Ablate``, ``Cap``.
+
+Each is a frozen dataclass that validates itself early (finite, non-zero
+vector; finite coefficients; a known cap mode) and, given a model, *binds* to
+plain per-layer ops for :mod:`persona_probe.edits`, which holds the math.
+Binding checks what only the model knows: layer range and hidden size.
+
+A vector may be ``[d]`` (used at every listed layer) or ``[n_layers, d]``
+(row ``l`` used at layer ``l``, as for an axis).
+
+Capping has two explicit conventions, because the published configs and the
+paper's prose disagree in sign (RESEARCH.md section 1):
+
+* ``mode="ceiling"`` - the reference code: ``h - u * max(<h,u> - tau, 0)``,
+  an upper bound on the projection onto the *stored* vector.
+* ``mode="floor"`` - ``h + u * max(tau - <h,u>, 0)``, a lower bound. A ceiling
+  at ``tau`` on ``-a`` is exactly a floor at ``-tau`` on ``a``;
+  :meth:`Cap.as_floor` and :meth:`Cap.as_ceiling` convert between the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Sequence, Union
+
+import torch
+
+from .vectors import check_layer, check_vector, unit
+
+__all__ = ["Steer", "Ablate", "Cap", "Intervention", "bind_interventions"]
+
+
+def _layers(layers) -> tuple[int, ...]:
+    if isinstance(layers, int):
+        layers = (layers,)
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("an intervention needs at least one layer")
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise ValueError(f"layers must be ints, got {layer!r}")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers {layers} list a layer twice")
+    return layers
+
+
+def _vector_at(v: torch.Tensor, layer: int) -> torch.Tensor:
+    return v[layer] if v.ndim == 2 else v
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Steer:
+    """Add ``coef * vector`` at every position of each layer."""
+
+    vector: torch.Tensor
+    layers: Sequence[int]
+    coef: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "vector", check_vector(self.vector, name="Steer vector"))
+        object.__setattr__(self, "layers", _layers(self.layers))
+        if not math.isfinite(float(self.coef)):
+            raise ValueError(f"Steer coef must be finite, got {self.coef}")
+
+    def ops(self, layer: int) -> list[tuple]:
+        return [("steer", _vector_at(self.vector, layer), float(self.coef))]
+
+    def describe(self) -> dict:
+        return {"kind": "steer", "layers": list(self.layers), "coef": float(self.coef), "norm": _norm(self.vector)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Ablate:
+    """Remove the component along ``vector`` (directional ablation) at each layer."""
+
+    vector: torch.Tensor
+    layers: Sequence[int]
+
+    def __post_init__(self):
+        object.__setattr__(self, "vector", check_vector(self.vector, name="Ablate vector"))
+        object.__setattr__(self, "layers", _layers(self.layers))
+
+    def ops(self, layer: int) -> list[tuple]:
+        return [("ablate", unit(_vector_at(self.vector, layer)), 0.0)]
+
+    def describe(self) -> dict:
+        return {"kind": "ablate", "layers": list(self.layers), "norm": _norm(self.vector)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Cap:
+    """Bound the projection on ``vector``: ``ceiling`` (<= tau) or ``floor`` (>= tau).
+
+    ``tau`` is one float for all layers or one per layer (same order as ``layers``).
+    """
+
+    vector: torch.Tensor
+    layers: Sequence[int]
+    tau: Union[float, Sequence[float]]
+    mode: str = "ceiling"
+
+    def __post_init__(self):
+        object.__setattr__(self, "vector", check_vector(self.vector, name="Cap vector"))
+        object.__setattr__(self, "layers", _layers(self.layers))
+        if self.mode not in ("ceiling", "floor"):
+            raise ValueError(f"Cap mode must be 'ceiling' or 'floor', got {self.mode!r}")
+        taus = self.tau
+        if isinstance(taus, torch.Tensor):
+            taus = taus.tolist()
+        if isinstance(taus, (int, float)):
+            taus = [float(taus)] * len(self.layers)
+        taus = tuple(float(t) for t in taus)
+        if len(taus) != len(self.layers):
+            raise ValueError(f"Cap has {len(self.layers)} layers but {len(taus)} thresholds; give one tau or one per layer")
+        if not all(math.isfinite(t) for t in taus):
+            raise ValueError(f"Cap thresholds must be finite, got {taus}")
+        object.__setattr__(self, "tau", taus)
+
+    def tau_at(self, layer: int) -> float:
+        return self.tau[self.layers.index(layer)]
+
+    def ops(self, layer: int) -> list[tuple]:
+        return [(self.mode, unit(_vector_at(self.vector, layer)), self.tau_at(layer))]
+
+    def flipped(self) -> "Cap":
+        """The same edit written in the other convention (negated vector and thresholds)."""
+        other = "floor" if self.mode == "ceiling" else "ceiling"
+        return Cap(-self.vector, self.layers, tuple(-t for t in self.tau), other)
+
+    def as_floor(self) -> "Cap":
+        return self if self.mode == "floor" else self.flipped()
+
+    def as_ceiling(self) -> "Cap":
+        return self if self.mode == "ceiling" else self.flipped()
+
+    def describe(self) -> dict:
+        return {"kind": f"cap-{self.mode}", "layers": list(self.layers), "tau": list(self.tau), "norm": _norm(self.vector)}
+
+
+Intervention = Union[Steer, Ablate, Cap]
+
+
+def _norm(v: torch.Tensor) -> float | list[float]:
+    n = v.norm(dim=-1)
+    return n.tolist() if n.ndim else float(n)
+
+
+def bind_interventions(
+    interventions: Iterable[Intervention], *, n_layers: int, d_model: int, devices: Sequence[torch.device] | None = None
+) -> dict[int, list[tuple]]:
+    """Per-layer op lists for a model, in forward order; validates layers and widths.
+
+    ``devices[l]`` is where layer ``l`` lives (multi-GPU); ops are moved there once.
+    """
+    by_layer: dict[int, list[tuple]] = {}
+    for iv in interventions:
+        if not isinstance(iv, (Steer, Ablate, Cap)):
+            raise ValueError(f"not an intervention: {iv!r}; use Steer, Ablate or Cap")
+        check_vector(iv.vector, d_model=d_model, n_layers=n_layers if iv.vector.ndim == 2 else None,
+                     name=f"{type(iv).__name__} vector")
+        for layer in iv.layers:
+            check_layer(layer, n_layers)
+            dev = devices[layer] if devices is not None else torch.device("cpu")
+            for kind, vec, value in iv.ops(layer):
+                by_layer.setdefault(layer, []).append((kind, vec.to(device=dev, dtype=torch.float32), value))
+    return dict(sorted(by_layer.items()))

@@ -1,0 +1,228 @@
+"""Files: atomic writes, content hashes, JSONL with file:line errors, tensors.
+
+Every pipeline step in persona-probe writes through these helpers so that a
+killed run never leaves a half-written file behind: data goes to a temporary
+file in the same folder and is renamed over the target (``os.replace`` is
+atomic on POSIX and Windows). Steps are keyed by :func:`content_hash` of their
+inputs, so a re-run finds finished work by name and skips it.
+
+Our own tensors are stored as safetensors; foreign ``.pt`` files are read with
+``torch.load(weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+__all__ = [
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "read_json",
+    "read_jsonl",
+    "write_jsonl",
+    "append_jsonl",
+    "content_hash",
+    "save_tensors",
+    "load_tensors",
+    "load_pt",
+    "cache_dir",
+]
+
+
+def cache_dir(*parts: str) -> Path:
+    """The user cache folder for persona-probe (``$PERSONA_PROBE_CACHE`` overrides)."""
+    root = os.environ.get("PERSONA_PROBE_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        import platformdirs
+
+        base = Path(platformdirs.user_cache_dir("persona-probe"))
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it over ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    with atomic_write(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+        fh.write("\n")
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix or delete the file") from exc
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()) -> list[dict]:
+    """Read a JSONL file of objects; a bad line raises ``ValueError('file:line: ...')``.
+
+    Blank lines are skipped. ``required`` names keys every record must have.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    required = tuple(required)
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            missing = [k for k in required if k not in rec]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing key(s) {missing}; each line needs {list(required)}")
+            records.append(rec)
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> Path:
+    with atomic_write(path) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=_json_default, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def append_jsonl(path: str | os.PathLike, record: Mapping) -> None:
+    """Append one line and fsync, for logs that must survive a crash line by line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def content_hash(*objs: Any, length: int = 16) -> str:
+    """A stable hex digest of JSON-able objects, tensors and file contents.
+
+    Tensors hash by dtype, shape and bytes; ``Path`` objects by file contents.
+    """
+    h = hashlib.sha256()
+    for obj in objs:
+        _update_hash(h, obj)
+    return h.hexdigest()[:length]
+
+
+def _update_hash(h: "hashlib._Hash", obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, Path):
+        h.update(b"file:")
+        with obj.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for item in obj:
+            _update_hash(h, item)
+        h.update(b"]")
+    elif isinstance(obj, Mapping):
+        h.update(b"{")
+        for key in sorted(obj, key=str):
+            h.update(str(key).encode() + b":")
+            _update_hash(h, obj[key])
+        h.update(b"}")
+    else:
+        h.update(json.dumps(obj, sort_keys=True, default=_json_default).encode())
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write tensors as safetensors, atomically. Metadata values are JSON-encoded strings."""
+    from safetensors.torch import save
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta or None)
+    with atomic_write(path, "wb") as fh:
+        fh.write(blob)
+    return Path(path)
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file: ``(tensors, metadata)``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    return tensors, meta
+
+
+def load_pt(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` with an error that says what to do."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError and friends
+        raise ValueError(
+            f"{path}: could not be read with torch.load(weights_only=True) ({exc}). "
+            "persona-probe never unpickles arbitrary objects; re-save the file with plain tensors, dicts and lists."
+        ) from exc

@@ -1,0 +1,143 @@
+"""``load_model``: the embedded default, an HF id or local path, or a model you built.
+
+Offline machines cannot reach a model hub, so an HF id must already be in the
+local HF cache; the error says how to fix it when it is not. A LoRA adapter
+(an organism) is merged into the weights after loading: module paths stay the
+base model's, so the same layer indices and interventions apply to base and
+organism alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .embedded import EMBEDDED_NAME, embedded_dir
+from .families import family_for
+from .model import ProbeModel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load_model", "wrap_model"]
+
+
+def _default_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        try:
+            return getattr(torch, dtype)
+        except AttributeError:
+            raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32' or 'bfloat16'") from None
+    return dtype
+
+
+def load_model(
+    source: Any = "embedded",
+    *,
+    adapter: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    revision: str | None = None,
+    remote: bool | str = False,
+) -> ProbeModel:
+    """Load a chat model for tracing.
+
+    ``source``: ``"embedded"`` (SmolLM2-135M-Instruct, offline), an HF repo id
+    or local path, or a ``(hf_model, tokenizer)`` pair. ``adapter``: a peft
+    LoRA folder merged on top. ``device_map="auto"`` spreads a large model over
+    several GPUs (weights in ``dtype``, intervention math stays float32).
+    ``remote``: passed to every nnsight trace (``True`` for NDIF, ``"local"``
+    to run the serialized request in-process).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise ValueError("pass (hf_model, tokenizer) as a pair")
+        hf, tok = source
+        name = getattr(hf.config, "name_or_path", None) or type(hf).__name__
+    else:
+        if not isinstance(source, (str, os.PathLike)):
+            raise ValueError(f"source must be 'embedded', an HF id, a local path or (model, tokenizer); got {type(source).__name__}")
+        path = embedded_dir() if source == "embedded" else source
+        name = EMBEDDED_NAME if source == "embedded" else str(source)
+        dev = _default_device(device)
+        kwargs: dict[str, Any] = {"dtype": _default_dtype(dtype, dev), "revision": revision}
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        try:
+            tok = AutoTokenizer.from_pretrained(path, revision=revision)
+            hf = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except OSError as exc:
+            local = Path(path).exists()
+            hint = ("the folder does not hold a transformers checkpoint (config.json + weights)" if local else
+                    "it is not a local folder and not in the local HF cache; download it on a machine with network "
+                    "(`huggingface-cli download ID`) or pass a local path")
+            raise ValueError(f"cannot load model {name!r}: {hint} ({exc})") from exc
+        if device_map is None:
+            hf = hf.to(dev)
+    if adapter is not None:
+        hf = _merge_adapter(hf, adapter)
+    return wrap_model(hf, tok, name=name, adapter=str(adapter) if adapter is not None else None, remote=remote)
+
+
+def _merge_adapter(hf, adapter) -> Any:
+    from peft import PeftModel
+
+    adapter = Path(adapter)
+    if not (adapter / "adapter_config.json").exists():
+        raise ValueError(f"{adapter} is not a peft adapter folder (no adapter_config.json)")
+    log.info("merging adapter %s", adapter)
+    return PeftModel.from_pretrained(hf, str(adapter)).merge_and_unload()
+
+
+def wrap_model(hf, tokenizer, *, name: str | None = None, adapter: str | None = None, remote: bool | str = False) -> ProbeModel:
+    """Wrap an already-loaded HF causal LM and its tokenizer."""
+    from nnsight import TransformersModel
+
+    hf.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
+    family = family_for(getattr(config, "model_type", ""))
+    family = _probe_system_support(tokenizer, family)
+    nn_model = TransformersModel(hf, tokenizer=tokenizer)
+    return ProbeModel(
+        nnsight=nn_model,
+        tokenizer=tokenizer,
+        family=family,
+        name=name or getattr(config, "name_or_path", "") or type(hf).__name__,
+        n_layers=int(config.num_hidden_layers),
+        d_model=int(config.hidden_size),
+        hf=hf,
+        adapter=adapter,
+        remote=remote,
+    )
+
+
+def _probe_system_support(tokenizer, family):
+    """Trust the table, but notice a template that rejects system turns (e.g. an unlisted Gemma)."""
+    import dataclasses
+
+    if not family.supports_system or getattr(tokenizer, "chat_template", None) is None:
+        return family
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                                      tokenize=False, **family.chat_kwargs)
+    except Exception:
+        log.info("the chat template rejects system turns; system text will be merged into the first user turn")
+        return dataclasses.replace(family, supports_system=False)
+    return family

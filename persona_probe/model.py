@@ -1,0 +1,275 @@
+"""``ProbeModel``: one chat model under nnsight, with the operations we need.
+
+* :meth:`ProbeModel.response_activations` - mean residual stream over the
+  assistant-content tokens, every layer, one forward pass per batch. The
+  pooling happens *inside* the trace, so only ``[batch, n_layers, d]`` ever
+  leaves it: memory is O(n * n_layers * d), not O(tokens), and a remote (NDIF)
+  run sends back only the pooled vectors.
+* :meth:`ProbeModel.generate` - batched generation with interventions applied
+  at every position of every forward: the prompt pass and each new token.
+
+Interventions are bound to per-layer ops (:mod:`persona_probe.interventions`)
+and applied with :func:`persona_probe.edits.apply_ops`, in forward order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from typing import Any, Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import edits
+from .families import Family, target_layer
+from .interventions import Intervention, bind_interventions
+from .spans import TokenizedChat, Turns, tokenize_chat, validate_conversation
+from .vectors import check_layer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProbeModel"]
+
+# nnsight reports the final, never-run step of an open ``tracer.iter[:]`` loop as a
+# warning; for generation that step is expected (the model stops first).
+_DANGLING = r".*was never reached.*"
+
+
+@dataclasses.dataclass(eq=False)
+class ProbeModel:
+    """A chat model wrapped in nnsight's ``TransformersModel``.
+
+    Attributes: ``nnsight`` (the wrapper, for your own traces), ``hf`` (the
+    underlying ``transformers`` model; ``None`` for a remote-only model),
+    ``tokenizer``, ``family`` (per-architecture quirks), ``name``, ``adapter``.
+    """
+
+    nnsight: Any
+    tokenizer: Any
+    family: Family
+    name: str
+    n_layers: int
+    d_model: int
+    hf: Any = None
+    adapter: str | None = None
+    remote: bool | str = False
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def layers(self):
+        """The nnsight envoys of the decoder blocks (their ``.output`` is the residual stream)."""
+        obj = self.nnsight
+        for part in self.family.layers_path.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    @property
+    def target_layer(self) -> int:
+        return target_layer(self.name, self.n_layers)
+
+    @property
+    def device(self) -> torch.device:
+        if self.hf is None:
+            return torch.device("cpu")
+        return next(self.hf.parameters()).device
+
+    def layer_devices(self) -> list[torch.device]:
+        if self.hf is None:
+            return [torch.device("cpu")] * self.n_layers
+        blocks = self.hf
+        for part in self.family.layers_path.split("."):
+            blocks = getattr(blocks, part)
+        return [next(b.parameters()).device for b in blocks]
+
+    def provenance(self) -> dict:
+        """What produced a result: model, adapter, family, dtype (for result files)."""
+        dtype = str(next(self.hf.parameters()).dtype) if self.hf is not None else None
+        return {"model": self.name, "adapter": self.adapter, "family": self.family.name, "dtype": dtype,
+                "n_layers": self.n_layers, "d_model": self.d_model}
+
+    def bind(self, interventions: Iterable[Intervention]) -> dict[int, list[tuple]]:
+        return bind_interventions(interventions, n_layers=self.n_layers, d_model=self.d_model,
+                                  devices=self.layer_devices())
+
+    def tokenize(self, conversation, *, add_generation_prompt: bool = False, index: int | None = None,
+                 need_assistant: bool = False) -> TokenizedChat:
+        conv = validate_conversation(conversation, index=index, need_assistant=need_assistant)
+        return tokenize_chat(self.tokenizer, self.family, conv, add_generation_prompt=add_generation_prompt)
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    # ------------------------------------------------------------ activations
+    @torch.no_grad()
+    def response_activations(
+        self,
+        conversations: Sequence[Sequence[dict]],
+        *,
+        batch_size: int = 8,
+        turns: Turns = "all",
+        interventions: Iterable[Intervention] = (),
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Mean residual stream after each decoder block over assistant-content tokens.
+
+        Returns float32 ``[n_conversations, n_layers, d_model]``. ``turns`` picks
+        which assistant turns are pooled: ``"all"`` (default), ``"last"``, or an
+        index. Interventions edit the stream before it is read, so the pooled
+        values are post-edit at the edited layers and downstream.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chats = [self.tokenize(c, index=i, need_assistant=True) for i, c in enumerate(conversations)]
+        positions = [chat.positions(turns) for chat in chats]
+        for i, pos in enumerate(positions):
+            if not pos:
+                raise ValueError(f"conversation {i}: the selected assistant turn(s) have no content tokens")
+        ops = self.bind(interventions)
+        out = torch.empty((len(chats), self.n_layers, self.d_model), dtype=torch.float32)
+        order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))  # less padding
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="activations", unit="batch", disable=not progress or len(batches) < 2):
+            enc = self._left_pad([chats[i].input_ids for i in batch])
+            width = enc["input_ids"].shape[1]
+            weights = torch.zeros((len(batch), width), dtype=torch.float32)
+            for row, i in enumerate(batch):
+                shift = width - len(chats[i].input_ids)
+                idx = torch.tensor(positions[i]) + shift
+                weights[row, idx] = 1.0 / len(idx)
+            pooled = self._pooled_trace(enc, weights.to(self.device), ops)
+            out[batch] = pooled
+        return out
+
+    @torch.no_grad()
+    def token_activations(
+        self,
+        conversation: Sequence[dict],
+        *,
+        layers: Sequence[int] | None = None,
+        interventions: Iterable[Intervention] = (),
+        add_generation_prompt: bool = False,
+    ) -> tuple[torch.Tensor, TokenizedChat]:
+        """Per-token residual stream of one conversation: ``([len(layers), T, d], chat)``.
+
+        ``chat.positions(...)`` says which of the ``T`` tokens are assistant content.
+        For per-token drift plots and for checking that edits hold at every token.
+        """
+        chat = self.tokenize(conversation, add_generation_prompt=add_generation_prompt)
+        layers = list(range(self.n_layers)) if layers is None else [int(layer) for layer in layers]
+        for layer in layers:
+            check_layer(layer, self.n_layers)
+        ops = self.bind(interventions)
+        enc = self._left_pad([chat.input_ids])
+        envoys = self.layers
+        wanted = set(layers)
+        with self.nnsight.trace(enc, remote=self.remote):
+            saved = dict().save()
+            for layer in range(max(wanted | set(ops)) + 1):
+                if layer in ops:
+                    envoys[layer].output = edits.apply_ops(envoys[layer].output, ops[layer])
+                if layer in wanted:
+                    saved[layer] = envoys[layer].output[0].float().cpu()
+        return torch.stack([saved[layer] for layer in layers]), chat
+
+    def _pooled_trace(self, enc: dict, weights: torch.Tensor, ops: dict[int, list[tuple]]) -> torch.Tensor:
+        layers = self.layers
+        with self.nnsight.trace(enc, remote=self.remote):
+            pooled = list().save()
+            for layer in range(self.n_layers):
+                if layer in ops:
+                    h = layers[layer].output
+                    layers[layer].output = edits.apply_ops(h, ops[layer])
+                pooled.append(edits.masked_mean(layers[layer].output, weights.to(layers[layer].output.device)).cpu())
+        return torch.stack(list(pooled), dim=1)
+
+    # ------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        conversations: Sequence[Sequence[dict]],
+        *,
+        interventions: Iterable[Intervention] = (),
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> list[str]:
+        """Continue each conversation with an assistant turn; returns the new texts.
+
+        ``temperature == 0`` is greedy and deterministic. With sampling, ``seed``
+        makes a run repeatable (for the same batch composition). Interventions
+        apply at every position of every forward, prompt and generated tokens.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
+        ops = self.bind(interventions)
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self._pad_id()}
+        if temperature > 0:
+            gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if seed is not None:
+            torch.manual_seed(seed)
+        texts: list[str] = [""] * len(prompts)
+        batches = [list(range(i, min(i + batch_size, len(prompts)))) for i in range(0, len(prompts), batch_size)]
+        for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress or len(batches) < 2):
+            enc = self._left_pad([prompts[i] for i in batch])
+            ids = self._generate_ids(enc, ops, gen_kwargs)
+            new = ids[:, enc["input_ids"].shape[1]:]
+            for row, i in enumerate(batch):
+                texts[i] = self.tokenizer.decode(_cut_at_eos(new[row], self._stop_ids()), skip_special_tokens=True)
+        return texts
+
+    def _generate_ids(self, enc: dict, ops: dict[int, list[tuple]], gen_kwargs: dict) -> torch.Tensor:
+        layers = self.layers
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_DANGLING)
+            with self.nnsight.generate(remote=self.remote, **gen_kwargs) as tracer:
+                with tracer.invoke(enc):
+                    if ops:
+                        for _step in tracer.iter[:]:
+                            for layer, layer_ops in ops.items():
+                                layers[layer].output = edits.apply_ops(layers[layer].output, layer_ops)
+                with tracer.invoke():
+                    ids = tracer.result.save()
+        return ids.cpu()
+
+    def _stop_ids(self) -> set[int]:
+        stops = set()
+        for src in (getattr(self.hf, "generation_config", None), getattr(self.hf, "config", None)):
+            eos = getattr(src, "eos_token_id", None) if src is not None else None
+            if isinstance(eos, int):
+                stops.add(eos)
+            elif eos:
+                stops.update(int(e) for e in eos)
+        if self.tokenizer.eos_token_id is not None:
+            stops.add(int(self.tokenizer.eos_token_id))
+        return stops
+
+
+def _cut_at_eos(ids: torch.Tensor, stops: set[int]) -> list[int]:
+    out = []
+    for t in ids.tolist():
+        if t in stops:
+            break
+        out.append(t)
+    return out

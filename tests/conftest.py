@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny random-weight models of the real architectures, and the embedded model.
+
+Tiny models use the embedded SmolLM2 tokenizer with the special tokens and a
+chat template of each family added (templates in ``tests/templates``), so span
+extraction is tested on the real formats without downloading anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# family -> (template file, special tokens to add, bos, eos)
+TOKEN_SETUP = {
+    "llama": ("llama3.jinja", ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+              "<|begin_of_text|>", "<|eot_id|>"),
+    "qwen3": ("qwen3.jinja", ["<think>", "</think>"], None, "<|im_end|>"),
+    "gemma2": ("gemma2.jinja", ["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>", "<end_of_turn>"),
+}
+FAMILIES = tuple(TOKEN_SETUP)
+
+
+@pytest.fixture(scope="session")
+def embedded_path() -> Path:
+    from persona_probe.embedded import embedded_dir
+
+    return embedded_dir()
+
+
+def make_tokenizer(family: str, embedded_path: Path):
+    """The embedded tokenizer dressed as ``family``'s (tokens + chat template)."""
+    from transformers import AutoTokenizer
+
+    template, specials, bos, eos = TOKEN_SETUP[family]
+    tok = AutoTokenizer.from_pretrained(embedded_path)
+    if family == "qwen3":  # Qwen's think markers are ordinary added tokens, not special ones
+        tok.add_tokens(specials)
+    else:
+        tok.add_special_tokens({"additional_special_tokens": specials})
+    if bos:
+        tok.bos_token = bos
+    tok.eos_token = eos
+    tok.pad_token = eos
+    tok.chat_template = (TEMPLATES / template).read_text()
+    return tok
+
+
+def make_tiny_hf(family: str, vocab_size: int, eos_id: int, *, n_layers: int = 4, seed: int = 0):
+    import transformers
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  eos_token_id=eos_id, pad_token_id=eos_id, bos_token_id=None)
+    if family == "llama":
+        config = transformers.LlamaConfig(**common)
+    elif family == "qwen3":
+        config = transformers.Qwen3Config(head_dim=16, **common)
+    elif family == "gemma2":
+        config = transformers.Gemma2Config(head_dim=16, sliding_window=64, **common)
+    else:
+        raise ValueError(family)
+    config.name_or_path = f"tiny-{family}"
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config.eos_token_id = eos_id
+    model.generation_config.pad_token_id = eos_id
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizers(embedded_path):
+    return {fam: make_tokenizer(fam, embedded_path) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def tiny_model(request, tiny_tokenizers):
+    """A ProbeModel over a 4-layer, d=64 random model of each family."""
+    from persona_probe import wrap_model
+
+    tok = tiny_tokenizers[request.param]
+    hf = make_tiny_hf(request.param, len(tok), tok.eos_token_id)
+    return wrap_model(hf, tok, name=f"tiny-{request.param}")
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    from persona_probe import load_model
+
+    return load_model("embedded")
