@@ -18,7 +18,6 @@ import sys
 # One line per module that provides subcommands.
 COMMAND_MODULES = [
     "persona_probe.commands.core",
-    "persona_probe.judges.cli",
 ]
 
 

@@ -204,6 +204,7 @@ class ProbeModel:
         *,
         interventions: Iterable[Intervention] = (),
         max_new_tokens: int = 128,
+        min_new_tokens: int | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
@@ -215,6 +216,7 @@ class ProbeModel:
         ``temperature == 0`` is greedy and deterministic. With sampling, ``seed``
         makes a run repeatable (for the same batch composition). Interventions
         apply at every position of every forward, prompt and generated tokens.
+        ``min_new_tokens`` suppresses end-of-turn until then (for timing equal lengths).
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -223,6 +225,8 @@ class ProbeModel:
         prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
         ops = self.bind(interventions)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self._pad_id()}
+        if min_new_tokens:
+            gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:

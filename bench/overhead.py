@@ -1,0 +1,89 @@
+"""nnsight overhead on the embedded model, measured side by side in one run.
+
+Prints
+  extract_vs_hooks=<ratio>          all-layer mean extraction: ProbeModel (nnsight) / plain forward hooks
+  capped_generate_vs_plain=<ratio>  generation with a floor Cap on 8 layers / no intervention
+plus the absolute times. Arms alternate within each repetition and the ratio
+of medians is reported, so machine noise hits both arms alike.
+
+    python bench/overhead.py [--reps 7] [--tokens 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+
+import torch
+
+from persona_probe import Cap, load_model
+from persona_probe.reference import hook_response_activations
+
+QUESTIONS = [
+    "What is the capital of France?", "Give me one tip for sleeping better.", "Why is the sky blue?",
+    "How do I boil an egg?", "What is a prime number?", "Name a famous painter.",
+    "How far is the Moon?", "What do cats eat?",
+]
+ANSWERS = [
+    "The capital of France is Paris, a city known for art, food and the Eiffel Tower.",
+    "Keep a regular schedule and avoid screens for an hour before bed; your body likes routine.",
+    "Sunlight scatters off air molecules, and blue light scatters the most, so the sky looks blue.",
+    "Place the egg in boiling water for about nine minutes, then cool it in cold water.",
+    "A prime number has exactly two divisors: one and itself, like 2, 3, 5 and 7.",
+    "Vincent van Gogh is a famous painter, known for The Starry Night and his sunflowers.",
+    "The Moon is about 384,000 kilometres from Earth on average, a bit over a light-second.",
+    "Cats are carnivores: they eat meat, and need nutrients such as taurine found in animal tissue.",
+]
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=24)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    model = load_model("embedded")
+    convs = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in zip(QUESTIONS, ANSWERS)]
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS[:2]]
+    acts = model.response_activations(convs, progress=False)
+    axis = acts.mean(0)  # any non-zero per-layer direction will do for timing
+    layers = list(range(11, 19))
+    taus = [float((acts[:, l] @ (axis[l] / axis[l].norm())).median()) for l in layers]
+    cap = Cap(axis, layers, tau=taus, mode="floor")
+    gen = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, progress=False)
+
+    # warm-up: first calls pay for lazy imports and allocator growth
+    model.response_activations(convs, progress=False)
+    hook_response_activations(model, convs)
+    model.generate(prompts, **gen)
+    model.generate(prompts, interventions=[cap], **gen)
+
+    t_nn, t_hook, t_plain, t_cap = [], [], [], []
+    for _ in range(args.reps):
+        t_nn.append(_time(lambda: model.response_activations(convs, batch_size=8, progress=False)))
+        t_hook.append(_time(lambda: hook_response_activations(model, convs, batch_size=8)))
+        t_plain.append(_time(lambda: model.generate(prompts, **gen)))
+        t_cap.append(_time(lambda: model.generate(prompts, interventions=[cap], **gen)))
+
+    med = statistics.median
+    n_tokens = sum(len(model.tokenize(c).input_ids) for c in convs)
+    print(f"threads={torch.get_num_threads()} reps={args.reps} batch=8 convs, {n_tokens} tokens; "
+          f"generate batch=2 x {args.tokens} tokens, Cap(floor) on layers {layers[0]}..{layers[-1]}")
+    print(f"extract_nnsight_s={med(t_nn):.3f} extract_hooks_s={med(t_hook):.3f}")
+    print(f"generate_plain_s={med(t_plain):.3f} generate_capped_s={med(t_cap):.3f}")
+    print(f"extract_vs_hooks={med(t_nn) / med(t_hook):.3f}")
+    print(f"capped_generate_vs_plain={med(t_cap) / med(t_plain):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Subcommands of the ``persona-probe`` CLI that belong to no single feature module."""
