@@ -1,0 +1,77 @@
+"""Files never half-written, errors that name file and line, stable hashes, safe tensor loading."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from persona_probe import io
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_write(target) as fh:
+            fh.write('{"a": 2')
+            raise RuntimeError("killed mid-write")
+    assert io.read_json(target) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp file left behind
+    assert oct(os.stat(target).st_mode & 0o777) != oct(0o600)
+
+
+def test_read_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text('{"question": "q", "answer": "a"}\n\n{"question": "q2", "answer": \n')
+    with pytest.raises(ValueError, match=r"answers\.jsonl:3: malformed JSON"):
+        io.read_jsonl(path)
+    path.write_text('{"question": "q"}\n')
+    with pytest.raises(ValueError, match=r"answers\.jsonl:1: missing key\(s\) \['answer'\]"):
+        io.read_jsonl(path, required=["question", "answer"])
+    path.write_text('[1, 2]\n')
+    with pytest.raises(ValueError, match=r":1: expected a JSON object"):
+        io.read_jsonl(path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        io.read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_jsonl_round_trip_and_append(tmp_path):
+    path = tmp_path / "log.jsonl"
+    io.write_jsonl(path, [{"x": 1}, {"x": torch.tensor([1.5])}])
+    io.append_jsonl(path, {"x": 3})
+    assert io.read_jsonl(path) == [{"x": 1}, {"x": [1.5]}, {"x": 3}]
+
+
+def test_content_hash_is_stable_and_sensitive(tmp_path):
+    t = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    assert io.content_hash({"b": 1, "a": [t]}) == io.content_hash({"a": [t.clone()], "b": 1})
+    assert io.content_hash(t) != io.content_hash(t.to(torch.float64))
+    assert io.content_hash(t) != io.content_hash(t + 1e-6)
+    f = tmp_path / "f.txt"
+    f.write_text("one")
+    h1 = io.content_hash(Path(f))
+    f.write_text("two")
+    assert io.content_hash(Path(f)) != h1
+
+
+def test_safetensors_round_trip_with_metadata(tmp_path):
+    path = tmp_path / "axis.safetensors"
+    io.save_tensors(path, {"axis": torch.randn(3, 4)}, {"model": "m", "layers": [1, 2]})
+    tensors, meta = io.load_tensors(path)
+    assert tensors["axis"].shape == (3, 4)
+    assert meta["model"] == "m" and meta["layers"] == "[1, 2]"
+
+
+class _NotATensor:
+    pass
+
+
+def test_load_pt_is_weights_only(tmp_path):
+    ok = tmp_path / "ok.pt"
+    torch.save({"axis": torch.ones(2, 3)}, ok)
+    assert torch.equal(io.load_pt(ok)["axis"], torch.ones(2, 3))
+    bad = tmp_path / "bad.pt"
+    torch.save({"obj": _NotATensor()}, bad)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        io.load_pt(bad)
