@@ -18,6 +18,7 @@ import sys
 # One line per module that provides subcommands.
 COMMAND_MODULES = [
     "persona_probe.commands.core",
+    "persona_probe.axis_cli",
 ]
 
 

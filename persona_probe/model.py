@@ -89,6 +89,14 @@ class ProbeModel:
         return {"model": self.name, "adapter": self.adapter, "family": self.family.name, "dtype": dtype,
                 "n_layers": self.n_layers, "d_model": self.d_model}
 
+    def _remote_arg(self) -> bool | str:
+        """``self.remote`` for nnsight; a remote run first registers the edit math to ship by value."""
+        if self.remote:
+            from .remote import register_remote_code
+
+            register_remote_code()
+        return self.remote
+
     def bind(self, interventions: Iterable[Intervention]) -> dict[int, list[tuple]]:
         return bind_interventions(interventions, n_layers=self.n_layers, d_model=self.d_model,
                                   devices=self.layer_devices())
@@ -176,7 +184,7 @@ class ProbeModel:
         enc = self._left_pad([chat.input_ids])
         envoys = self.layers
         wanted = set(layers)
-        with self.nnsight.trace(enc, remote=self.remote):
+        with self.nnsight.trace(enc, remote=self._remote_arg()):
             saved = dict().save()
             for layer in range(max(wanted | set(ops)) + 1):
                 if layer in ops:
@@ -187,7 +195,7 @@ class ProbeModel:
 
     def _pooled_trace(self, enc: dict, weights: torch.Tensor, ops: dict[int, list[tuple]]) -> torch.Tensor:
         layers = self.layers
-        with self.nnsight.trace(enc, remote=self.remote):
+        with self.nnsight.trace(enc, remote=self._remote_arg()):
             pooled = list().save()
             for layer in range(self.n_layers):
                 if layer in ops:
@@ -247,7 +255,7 @@ class ProbeModel:
         layers = self.layers
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_DANGLING)
-            with self.nnsight.generate(remote=self.remote, **gen_kwargs) as tracer:
+            with self.nnsight.generate(remote=self._remote_arg(), **gen_kwargs) as tracer:
                 with tracer.invoke(enc):
                     if ops:
                         for _step in tracer.iter[:]:

@@ -1,0 +1,218 @@
+"""The remote (NDIF) path, exercised offline with ``remote="local"``.
+
+``remote="local"`` makes nnsight serialize each trace exactly as for NDIF, then
+deserialize it with the user's own modules hidden and run it in-process. We
+check that the whole core path gives the same results as a plain local run.
+
+nnsight's local mode does *not* enforce NDIF's import whitelist (transformers,
+peft ... stay importable, and an editable install stays importable through its
+meta-path finder), so two stricter checks back it up: ``persona_probe.edits``
+imports only torch (AST), and a run with ``persona_probe`` made unimportable
+during deserialization still works once the edit math is registered by value.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.abc
+import logging
+import sys
+
+import pytest
+import torch
+
+from persona_probe import Cap, Steer, load_model, remote
+
+CONV = [{"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is Paris."}]
+CONV2 = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello! How can I help you today?"}]
+PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "Hi"}]]
+
+
+@pytest.fixture(scope="module")
+def local_remote(embedded_model):
+    """The embedded model (same weights) with every trace sent through nnsight's remote serialization."""
+    return dataclasses.replace(embedded_model, remote="local")
+
+
+@pytest.fixture(scope="module")
+def axis(embedded_model):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(embedded_model.n_layers, embedded_model.d_model, generator=g)
+
+
+def test_load_model_passes_remote(embedded_model):
+    m = load_model((embedded_model.hf, embedded_model.tokenizer), remote="local")
+    assert m.remote == "local"
+
+
+def test_response_activations_match_local(embedded_model, local_remote, axis):
+    convs = [CONV, CONV2]
+    ivs = [Steer(axis, [3, 4], coef=0.5)]
+    want = embedded_model.response_activations(convs, interventions=ivs, progress=False)
+    got = local_remote.response_activations(convs, interventions=ivs, progress=False)
+    assert got.shape == (2, embedded_model.n_layers, embedded_model.d_model)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_token_activations_match_local(embedded_model, local_remote, axis):
+    cap = Cap(axis, [10, 11], tau=0.0, mode="floor")
+    want, chat = embedded_model.token_activations(CONV, layers=[2, 11, 20], interventions=[cap])
+    got, chat2 = local_remote.token_activations(CONV, layers=[2, 11, 20], interventions=[cap])
+    assert chat.input_ids == chat2.input_ids
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_capped_generation_matches_local(embedded_model, local_remote, axis):
+    cap = Cap(axis, [10, 11, 12], tau=1.0, mode="floor")
+    want = embedded_model.generate(PROMPTS, interventions=[cap], max_new_tokens=2, progress=False)
+    got = local_remote.generate(PROMPTS, interventions=[cap], max_new_tokens=2, progress=False)
+    assert got == want
+    assert all(t for t in got)
+
+
+class _BlockPersonaProbe(importlib.abc.MetaPathFinder):
+    """Make ``persona_probe`` unimportable, as on an NDIF server."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "persona_probe" or name.startswith("persona_probe."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: simulated NDIF server)")
+        return None
+
+
+def test_edit_math_ships_by_value(embedded_model, local_remote, axis, monkeypatch):
+    """Stricter than nnsight's simulation: persona_probe cannot be imported while the request is rebuilt."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    hide = LocalSimulationBackend._hide_local_modules
+    restore = LocalSimulationBackend._restore
+    blocker = _BlockPersonaProbe()
+
+    def strict_hide(self):
+        hidden = hide(self)
+        sys.meta_path.insert(0, blocker)
+        return hidden
+
+    def strict_restore(self, hidden):
+        if blocker in sys.meta_path:
+            sys.meta_path.remove(blocker)
+        restore(self, hidden)
+
+    monkeypatch.setattr(LocalSimulationBackend, "_hide_local_modules", strict_hide)
+    monkeypatch.setattr(LocalSimulationBackend, "_restore", strict_restore)
+    cap = Cap(axis, [5], tau=0.0, mode="floor")
+    want, _ = embedded_model.token_activations(CONV2, layers=[5, 6], interventions=[cap])
+    got, _ = local_remote.token_activations(CONV2, layers=[5, 6], interventions=[cap])  # registers edits
+    assert remote._REGISTERED
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_edits_imports_only_torch():
+    """NDIF runs only whitelisted imports; the shipped edit math must stay torch-only."""
+    from persona_probe import edits
+
+    tree = ast.parse(open(edits.__file__).read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "edits.py must not import other persona_probe modules"
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"torch", "math"}, imported
+
+
+# ------------------------------------------------------------------ NDIF helpers
+def test_missing_key_names_the_variable(monkeypatch):
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="NDIF_API_KEY"):
+        remote.ndif_api_key()
+    monkeypatch.setenv("NDIF_API_KEY", "   ")
+    with pytest.raises(RuntimeError, match="NDIF_API_KEY"):
+        remote.ndif_api_key()
+
+
+def test_key_is_not_logged(monkeypatch, caplog, capsys):
+    from nnsight import CONFIG
+
+    secret = "ndif-secret-0123456789abcdef"
+    monkeypatch.setenv("NDIF_API_KEY", secret)
+    monkeypatch.setattr(CONFIG.API, "APIKEY", None)
+    with caplog.at_level(logging.DEBUG):
+        assert remote.ndif_api_key() == secret
+    assert CONFIG.API.APIKEY == secret
+    assert caplog.records, "expected an info line saying where the key came from"
+    assert secret not in caplog.text
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+
+
+def test_check_remote_model():
+    calls = []
+
+    def fake(name, revision="main"):
+        calls.append((name, revision))
+        return name == "meta-llama/Llama-3.3-70B-Instruct"
+
+    remote.check_remote_model("meta-llama/Llama-3.3-70B-Instruct", is_running=fake)
+    with pytest.raises(ValueError, match="NDIF is not running 'org/unhosted'"):
+        remote.check_remote_model("org/unhosted", is_running=fake)
+
+    def broken(name, revision="main"):
+        raise OSError("repository not found")
+
+    with pytest.raises(ValueError, match="cannot check whether NDIF hosts"):
+        remote.check_remote_model("org/typo", is_running=broken)
+    assert calls[0] == ("meta-llama/Llama-3.3-70B-Instruct", "main")
+
+
+def test_register_remote_code_is_idempotent(monkeypatch):
+    import nnsight
+    from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
+
+    seen = []
+    monkeypatch.setattr(remote, "_REGISTERED", False)
+    monkeypatch.setattr(nnsight, "register", lambda m: seen.append(m.__name__))
+    remote.register_remote_code()
+    remote.register_remote_code()
+    assert seen == ["persona_probe.edits"]
+    monkeypatch.undo()
+    remote.register_remote_code()
+    assert "persona_probe.edits" in _PICKLE_BY_VALUE_MODULES
+
+
+# ------------------------------------------------------------- device_map / bf16
+def test_device_map_passes_through(monkeypatch):
+    import transformers
+
+    real = transformers.AutoModelForCausalLM.from_pretrained
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    m = load_model("embedded", device_map={"": "cpu"}, dtype="bfloat16")
+    assert seen["device_map"] == {"": "cpu"} and seen["dtype"] == torch.bfloat16
+    assert {d.type for d in m.layer_devices()} == {"cpu"}
+
+
+def test_bf16_model_caps_in_float32(axis):
+    m = load_model("embedded", dtype="bfloat16")
+    assert next(m.hf.parameters()).dtype == torch.bfloat16
+    layer, tau = 8, 3.0
+    cap = Cap(axis, [layer], tau=tau, mode="floor")
+    acts, _ = m.token_activations(CONV, layers=[layer], interventions=[cap])
+    u = axis[layer] / axis[layer].norm()
+    proj = acts[0].float() @ u
+    before, _ = m.token_activations(CONV, layers=[layer])
+    assert (before[0].float() @ u).min() < tau - 1, "the cap should have something to lift"
+    # The edit is computed in float32 and cast back to bf16 once: each coordinate
+    # moves by at most half a bf16 ulp, so the projection can fall short of tau by
+    # at most sum_i |u_i| * ulp(|h_i|) / 2.
+    h = acts[0].float()
+    eps = torch.finfo(torch.bfloat16).eps
+    slack = (h.abs() * eps / 2 * u.abs()).sum(-1)
+    assert (proj >= tau - slack - 1e-3).all(), (proj - tau).min()
