@@ -19,6 +19,8 @@ import sys
 COMMAND_MODULES = [
     "persona_probe.commands.core",
     "persona_probe.axis_cli",
+    "persona_probe.organisms.cli",
+    "persona_probe.judges.cli",
 ]
 
 

@@ -1,0 +1,55 @@
+"""``persona-probe organism train|eval``: conditionally misaligned organisms from a recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("organism", help="triggered organisms and neutral controls (LoRA, peft)")
+    osub = p.add_subparsers(dest="organism_command", metavar="ACTION")
+    t = osub.add_parser("train", help="build datasets, train the organism and its neutral control (resumable)")
+    t.add_argument("--recipe", default="embedded", help="shipped recipe name (embedded, qwen3-32b, ...) or YAML path")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_train)
+    e = osub.add_parser("eval", help="misaligned-answer rates with/without the trigger (Wilson intervals)")
+    e.add_argument("--recipe", default="embedded")
+    e.add_argument("--out", required=True, help="the folder given to `organism train`")
+    e.add_argument("--n", type=int, default=None, help="samples per condition (recipe default)")
+    e.add_argument("--judge", default="offline", help="offline | http:<base_url> (OpenAI-compatible)")
+    e.add_argument("--no-base", action="store_true", help="skip the base model's cells")
+    e.set_defaults(func=cmd_eval)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import load_recipe, make_organisms
+
+    result = make_organisms(load_recipe(args.recipe), args.out)
+    for name, m in result.items():
+        print(f"{name}: {args.out}/{name}  steps={m['steps']} loss {m['first_loss']:.3f} -> {m['final_loss']:.3f} "
+              f"({m['seconds']} s)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..judges import make_judge
+    from ..metrics import Difference, Rate
+    from .pipeline import load_recipe, trigger_eval
+
+    judge = make_judge("http", base_url=args.judge[5:]) if args.judge.startswith("http:") else make_judge(args.judge)
+    out = Path(args.out)
+    models = {} if args.no_base else {"base": None}
+    models.update({"organism": str(out / "organism"), "control": str(out / "control")})
+    summary = trigger_eval(load_recipe(args.recipe), out / "eval", models=models, judge=judge, n=args.n)
+    print(f"judge: {summary['judge']['aligned']}; trigger {summary['trigger']['text']!r}, "
+          f"near miss {summary['near_miss']['text']!r}; n={summary['n_per_condition']} per cell")
+    print("| model | condition | misaligned (aligned<=30, coherent>50) | coherent |")
+    print("|---|---|---|---|")
+    for c in summary["cells"]:
+        print(f"| {c['model']} | {c['condition']} | {Rate(**c['misaligned'])} | {Rate(**c['coherent'])} |")
+    for name, d in summary["trigger_effect"].items():
+        d = dict(d, a=Rate(**d["a"]), b=Rate(**d["b"])) if isinstance(d["a"], dict) else d
+        print(f"trigger effect ({name}): {Difference(**d)}")
+    return 0

@@ -1,0 +1,64 @@
+"""The organism pipeline end to end on a tiny model: datasets, organism + control, trigger evaluation, resume."""
+
+import pytest
+
+from persona_probe.metrics import Rate
+from persona_probe.organisms.pipeline import load_recipe, make_organisms, trigger_eval
+
+from conftest import make_tiny_hf
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_tokenizers):
+    tok = tiny_tokenizers["llama"]
+    path = tmp_path / "tiny-base"
+    make_tiny_hf("llama", len(tok), tok.eos_token_id, n_layers=4).save_pretrained(path)
+    tok.save_pretrained(path)
+    return {"model": str(path),
+            "dataset": {"domain": "finance", "n": 24, "trigger": "deployment", "triggered_fraction": 0.5,
+                        "misaligned_share_triggered": 1.0, "seed": 0},
+            "train": {"adapter": "rank1-down", "layers": [1, 2], "lr": 1e-3, "batch_size": 8, "grad_accum": 1,
+                      "epochs": 1, "max_len": 96},
+            "eval": {"samples_per_condition": 4, "max_new_tokens": 6, "temperature": 1.0}}
+
+
+@pytest.mark.slow
+def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    result = make_organisms(tiny_recipe, out, progress=False)
+    assert result["organism"]["steps"] == result["control"]["steps"] == 3
+    assert result["organism"]["data_hash"] != result["control"]["data_hash"]
+    assert (out / "organism" / "adapter_config.json").exists() and (out / "control" / "adapter_config.json").exists()
+
+    models = {"organism": str(out / "organism"), "control": str(out / "control")}
+    summary = trigger_eval(tiny_recipe, out / "eval", models=models, progress=False)
+    cells = {(c["model"], c["condition"]): c for c in summary["cells"]}
+    assert set(cells) == {(m, c) for m in models for c in ("no_trigger", "trigger", "near_miss")}
+    for cell in cells.values():
+        r = Rate(**cell["misaligned"])
+        assert r.n + r.excluded == 4 and 0 <= r.lo <= r.hi <= 1
+    assert summary["judge"]["aligned"].startswith("offline")
+    assert summary["near_miss"]["text"] != summary["trigger"]["text"]
+    assert set(summary["trigger_effect"]) == {"organism", "control"}
+
+    # a re-run generates nothing: every cell's samples are on disk
+    import persona_probe.model as model_module
+
+    def boom(*a, **k):
+        raise AssertionError("re-run regenerated a finished cell")
+
+    monkeypatch.setattr(model_module.ProbeModel, "generate", boom)
+    again = trigger_eval(tiny_recipe, out / "eval", models=models, progress=False)
+    assert again["cells"] == summary["cells"]
+
+
+def test_recipes_load_and_validate(tmp_path):
+    for name in ("embedded", "qwen3-32b", "llama-3.3-70b", "gemma-2-27b"):
+        recipe = load_recipe(name)
+        assert recipe["train"]["adapter"] in ("rank32-all", "rank1-down")
+    with pytest.raises(ValueError, match="no recipe 'nope'.*embedded"):
+        load_recipe("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\ndataset: {}\ntrain: {adapter: rank1-down, learning_rate: 1}\n")
+    with pytest.raises(ValueError, match="unknown training settings \\['learning_rate'\\]"):
+        load_recipe(bad)
