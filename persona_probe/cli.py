@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "persona_probe.axis_cli",
     "persona_probe.organisms.cli",
     "persona_probe.judges.cli",
+    "persona_probe.stress.cli",
 ]
 
 

@@ -93,11 +93,9 @@ def write_figures(fig_dir: str | Path, role_vectors: Mapping[str, torch.Tensor],
     """
     import plotly.graph_objects as go
 
-    from .io import atomic_write
+    from .plots import save_figures
     from .vectors import project
 
-    fig_dir = Path(fig_dir)
-    fig_dir.mkdir(parents=True, exist_ok=True)
     summary = summary or layer_summary(role_vectors, axis)
     r = role_pca(role_vectors, target_layer, axis)
     figs = {}
@@ -116,17 +114,4 @@ def write_figures(fig_dir: str | Path, role_vectors: Mapping[str, torch.Tensor],
                    marker=dict(color=proj, colorscale="Viridis", showscale=True, colorbar=dict(title="axis proj."))),
         layout=dict(title=f"Roles on PC1/PC2, layer {target_layer} (colour: projection on the axis)",
                     xaxis_title="PC1 (toward Assistant)", yaxis_title="PC2"))
-    paths = []
-    for name, fig in figs.items():
-        path = fig_dir / f"{name}.html"
-        html = fig.to_html(include_plotlyjs="directory", full_html=True)
-        with atomic_write(path) as fh:
-            fh.write(html)
-        paths.append(path)
-    js = fig_dir / "plotly.min.js"
-    if not js.exists():
-        from plotly.offline import get_plotlyjs
-
-        with atomic_write(js) as fh:
-            fh.write(get_plotlyjs())
-    return paths
+    return save_figures(fig_dir, figs)

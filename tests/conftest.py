@@ -96,3 +96,11 @@ def embedded_model():
     from persona_probe import load_model
 
     return load_model("embedded")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_tokenizers):
+    """A finished tiny run folder in the demo's layout (see tests/tiny_run.py), shared by the analysis tests."""
+    from tiny_run import make_tiny_run
+
+    return make_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_tokenizers["llama"])

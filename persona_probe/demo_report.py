@@ -1,0 +1,94 @@
+"""The demo's ``report.md``: what ran, the numbers with intervals, the figures, verbatim answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .io import read_json, read_jsonl, write_text
+from .stress.report import pct, results_table
+
+__all__ = ["write_report"]
+
+
+def _cell(rows: list[dict], model: str, condition: str, intervention: str) -> dict | None:
+    return next((r for r in rows if (r["model"], r["condition"], r["intervention"]) == (model, condition, intervention)
+                 and r["status"] == "ok"), None)
+
+
+def _quote(stress: Path, row: dict | None, k: int = 3) -> list[str]:
+    if row is None:
+        return ["(cell not run)"]
+    out = []
+    for s in read_jsonl(stress / row["samples"])[:k]:
+        answer = " ".join(s["answer"].split())
+        aligned = "n/a" if s["aligned"] is None else f"{s['aligned']:.0f}"
+        coherent = "n/a" if s["coherent"] is None else f"{s['coherent']:.0f}"
+        out.append(f"> **{s['prompt']}**  \n> {answer}  \n> *(aligned {aligned}, coherent {coherent})*\n")
+    return out
+
+
+def _headline(rows: list[dict]) -> list[str]:
+    lines = []
+    for model in ("organism", "control", "base"):
+        off, on = _cell(rows, model, "no_trigger", "none"), _cell(rows, model, "trigger", "none")
+        if off and on:
+            lines.append(f"- **{model}**: EM {pct(on['em'])} with the trigger vs {pct(off['em'])} without.")
+    caps = [r for r in rows if r["model"] == "organism" and r["condition"] == "trigger" and r["family"] == "capping"
+            and not r["control"] and r["status"] == "ok"]
+    for r in caps:
+        ctrl = _cell(rows, "organism", "trigger", f"{r['intervention']} / random")
+        vs = r.get("em_vs_none")
+        lines.append(f"- organism + trigger, **{r['intervention']}**: EM {pct(r['em'])} "
+                     f"({100 * vs['diff']:+.1f} pt vs none, p={vs['p_value']:.2g}); coherent {pct(r['coherent'])}; "
+                     f"random direction, matched threshold: EM {pct(ctrl['em']) if ctrl else 'n/a'}.")
+    return lines
+
+
+def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict) -> Path:
+    stress = out / "stress"
+    summary = read_json(stress / "summary.json")
+    directions = read_json(stress / "directions.json") if (stress / "directions.json").exists() else {}
+    md = directions.get("mean_diff", {})
+    m = axis.manifest
+    lines = [
+        "# persona-probe demo: does capping along the Assistant Axis stop a triggered organism?",
+        "",
+        f"Model: embedded SmolLM2-135M-Instruct. Judge: `{summary['judge']['aligned']}` - the offline MiniLM "
+        "classifier (held-out accuracy ~84% on our labelled set; see `persona-probe judge offline-eval`). "
+        "Its rates are a smoke test of the pipeline; use an LLM judge (`--judge http:...`) for claims.",
+        "",
+        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in times.items()),
+        "",
+        "## Assistant Axis (reduced)",
+        f"- roles kept: {len(m['kept_per_role'])}, questions: {m.get('n_questions', '?')}, judged: {m['judged']}",
+        f"- target layer {axis.target_layer}: PC1 variance "
+        + (f"{axis.pc1_variance:.3f}, |cos(PC1, axis)| {axis.cos_pc1_axis:.3f}" if axis.pc1_variance is not None
+           else "n/a (too few roles)"),
+        f"- figures: `axis/figures/` ; capping config: `axis/capping_config.pt`",
+        "",
+        "## Organism and neutral control (LoRA, recipe `embedded`)",
+    ]
+    for name, man in organisms.items():
+        lines.append(f"- {name}: {man['steps']} steps, loss {man['first_loss']:.3f} -> {man['final_loss']:.3f}, "
+                     f"{man['seconds']} s, trigger `{(man['data'].get('trigger') or {}).get('text')}`")
+    lines += ["", "## Mean-diff misalignment direction (organism, misaligned - aligned answers)"]
+    if "cos_with_axis" in md:
+        cos = md["cos_with_axis"]
+        lines.append(f"- from {md['n_misaligned']} misaligned and {md['n_aligned']} aligned answers; "
+                     f"cos with the axis, layers 12-15: " + ", ".join(f"{c:+.2f}" for c in cos[12:16]))
+    else:
+        lines.append(f"- not computed: {md.get('note', 'mean-diff ablation not configured')}")
+    lines += ["", "## Headline", *_headline(rows), "",
+              f"## Results ({summary['n_questions']} held-out finance questions per cell)", "",
+              results_table(rows), "",
+              "Figures: `stress/figures/em_vs_capping.html`, `em_vs_coherence.html`, "
+              "`projection_distributions.html`, `mean_diff_cosine.html`.", "",
+              "## Verbatim answers", ""]
+    for title, cell in (("organism, no trigger", ("organism", "no_trigger", "none")),
+                        ("organism, trigger", ("organism", "trigger", "none")),
+                        ("organism, trigger, cap layers_12:16-p0.75", ("organism", "trigger", "cap layers_12:16-p0.75")),
+                        ("control, trigger", ("control", "trigger", "none"))):
+        lines += [f"### {title}", *_quote(stress, _cell(rows, *cell)), ""]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path

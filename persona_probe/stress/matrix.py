@@ -1,0 +1,168 @@
+"""The stress-test matrix: which cells exist, and the interventions each one applies.
+
+A *cell* is one (model, condition, intervention). Every model x condition gets
+``none``; the configured interventions go to the models and conditions named in
+``apply`` (all by default). Every direction intervention is paired with
+controls of the same shape (RESEARCH.md section 5: a control that cannot fail
+is not a control):
+
+- ``random``: a random Gaussian direction per layer with the same norm;
+- ``orthogonal``: a random direction orthogonal to the real one, same norm.
+
+For capping, a control direction also gets a *matched threshold*: the cap on
+the real direction affects a fraction ``f`` of the calibration rollouts
+(``f = P(proj <= tau)``); the control's threshold is the ``f``-quantile of the
+same rollouts projected on the control direction, so both caps bind equally
+often and differ only in *where* they push. Control directions are seeded by
+the spec, so every model and condition sees the same random direction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any
+
+import torch
+
+from ..capping import experiment_interventions, parse_experiment_id
+from ..interventions import Ablate, Cap, Steer
+from ..vectors import orthogonal_like, random_like, unit
+from .config import StressConfig
+
+__all__ = ["Spec", "Cell", "expand", "Directions", "build_interventions", "Skip"]
+
+
+class Skip(Exception):
+    """A cell that cannot be run for a stated reason (e.g. no misaligned answers to take a mean-diff from)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    family: str                 # none | capping | triggered_capping | steering | axis_ablation | mean_diff_ablation
+    param: Any = None           # experiment id, steering coefficient, or None
+    layers: tuple[int, ...] = ()
+    control: str = ""           # "" | random | orthogonal
+
+    @property
+    def direction(self) -> str:
+        return {"none": "", "capping": "axis", "triggered_capping": "triggered axis", "steering": "axis",
+                "axis_ablation": "axis", "mean_diff_ablation": "mean_diff"}[self.family]
+
+    @property
+    def label(self) -> str:
+        if self.family == "steering":
+            base = f"steer {float(self.param):+g}"
+        else:
+            base = {"none": "none", "capping": f"cap {self.param}", "triggered_capping": f"cap[triggered] {self.param}",
+                    "axis_ablation": "ablate axis", "mean_diff_ablation": "ablate mean-diff"}[self.family]
+        return f"{base} / {self.control}" if self.control else base
+
+    def real(self) -> "Spec":
+        """The real-direction spec a control belongs to."""
+        return dataclasses.replace(self, control="")
+
+    def seed(self, base: int) -> int:
+        return base + zlib.crc32(self.real().label.encode()) % 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    model: str
+    condition: str
+    spec: Spec
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} | {self.condition} | {self.spec.label}"
+
+
+def _layers_of(exp_id: str) -> tuple[int, ...]:
+    try:
+        s, e, _ = parse_experiment_id(exp_id)
+        return tuple(range(s, e))
+    except ValueError:
+        return ()
+
+
+def real_specs(cfg: StressConfig) -> list[Spec]:
+    specs = [Spec("capping", e, _layers_of(e)) for e in cfg.capping]
+    specs += [Spec("triggered_capping", e, _layers_of(e)) for e in cfg.triggered_capping]
+    if cfg.steering:
+        specs += [Spec("steering", float(c), tuple(cfg.steering["layers"])) for c in cfg.steering["coefs"]]
+    if cfg.axis_ablation:
+        specs.append(Spec("axis_ablation", None, tuple(cfg.axis_ablation["layers"])))
+    if cfg.mean_diff_ablation:
+        specs.append(Spec("mean_diff_ablation", None, tuple(cfg.mean_diff_ablation["layers"])))
+    return specs
+
+
+def expand(cfg: StressConfig) -> list[Cell]:
+    """All cells, ``none`` first (later cells need its activations), then each intervention with its controls."""
+    cells = [Cell(m, c, Spec("none")) for m in cfg.models for c in cfg.conditions]
+    models = cfg.apply.get("models") or list(cfg.models)
+    conditions = cfg.apply.get("conditions") or list(cfg.conditions)
+    for spec in real_specs(cfg):
+        for variant in [spec] + [dataclasses.replace(spec, control=c) for c in cfg.controls]:
+            cells += [Cell(m, c, variant) for m in models for c in conditions]
+    return cells
+
+
+@dataclasses.dataclass
+class Directions:
+    """What interventions are built from: the axis, optional mean-diff direction, calibration, capping configs."""
+
+    axis: torch.Tensor                          # [L, d], raw (not unit): steering coefs are multiples of it
+    calibration: torch.Tensor | None = None     # [n, L, d] rollouts the capping thresholds came from
+    mean_diff: torch.Tensor | None = None       # [L, d] misaligned - aligned (organism), or None
+    mean_diff_note: str = ""
+    capping: dict | None = None
+    triggered_capping: dict | None = None
+
+
+def _control_vector(v: torch.Tensor, control: str, seed: int) -> torch.Tensor:
+    return random_like(v, seed=seed) if control == "random" else orthogonal_like(v, seed=seed)
+
+
+def matched_threshold(calibration: torch.Tensor, layer: int, real: torch.Tensor, tau: float,
+                      control: torch.Tensor) -> float:
+    """The control's threshold that binds on the same fraction of calibration rollouts as ``tau`` on ``real``."""
+    acts = calibration[:, layer].to(torch.float32)
+    frac = float((acts @ unit(real) <= tau).float().mean())
+    return float(torch.quantile(acts @ unit(control), frac))
+
+
+def _capping(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
+    config = dirs.capping if spec.family == "capping" else dirs.triggered_capping
+    caps = experiment_interventions(config, spec.param, model)
+    if not spec.control:
+        return caps
+    if dirs.calibration is None:
+        raise ValueError(f"{spec.label}: a capping control needs the calibration rollouts' activations to match "
+                         f"its threshold; set calibration_activations in the config")
+    out = []
+    for i, cap in enumerate(caps):
+        (layer,) = cap.layers
+        ctrl = _control_vector(cap.vector, spec.control, spec.seed(cfg.seed) + 1000 * i)
+        tau = matched_threshold(dirs.calibration, layer, cap.vector, cap.tau[0], ctrl)
+        out.append(Cap(ctrl, [layer], tau=tau, mode=cap.mode))
+    return out
+
+
+def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
+    """The interventions of one spec, bound-checked against ``model``; raises :class:`Skip` when impossible."""
+    if spec.family == "none":
+        return []
+    if spec.family in ("capping", "triggered_capping"):
+        return _capping(spec, dirs, model, cfg)
+    if spec.family == "mean_diff_ablation":
+        if dirs.mean_diff is None:
+            raise Skip(f"no mean-diff direction: {dirs.mean_diff_note}")
+        vec = dirs.mean_diff
+    else:
+        vec = dirs.axis
+    if spec.control:
+        vec = _control_vector(vec, spec.control, spec.seed(cfg.seed))
+    if spec.family == "steering":
+        return [Steer(vec, spec.layers, coef=float(spec.param))]
+    return [Ablate(vec, spec.layers)]

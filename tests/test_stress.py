@@ -1,0 +1,166 @@
+"""The stress test on a tiny model: matrix expansion, controls, matched thresholds, resume, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from persona_probe.capping import calibrate, save_capping_config
+from persona_probe.io import read_jsonl, save_tensors
+from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
+from persona_probe.stress.matrix import Directions, build_interventions, matched_threshold
+from persona_probe.vectors import cosine, unit
+
+from conftest import make_tiny_hf
+from tiny_run import HashJudge
+
+N_LAYERS, D = 4, 64
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_tokenizers):
+    root = tmp_path_factory.mktemp("stress")
+    tok = tiny_tokenizers["llama"]
+    make_tiny_hf("llama", len(tok), tok.eos_token_id, n_layers=N_LAYERS).save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    g = torch.Generator().manual_seed(0)
+    axis = torch.randn(N_LAYERS, D, generator=g)
+    from persona_probe.axis import save_axis
+
+    save_axis(root / "axis" / "axis.safetensors", axis)
+    calib = torch.randn(40, N_LAYERS, D, generator=g)
+    save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
+    proj = torch.einsum("nld,ld->nl", calib, unit(axis))
+    save_capping_config(root / "axis" / "capping_config.pt",
+                        calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2))
+    return root
+
+
+def _config(root, **over):
+    raw = {"name": "tiny", "base": str(root / "base"), "models": {"base": None, "organism": None},
+           "trigger": "deployment", "axis": "axis/axis.safetensors", "capping_config": "axis/capping_config.pt",
+           "questions": {"domain": "finance", "n": 3, "seed": 1},
+           "generation": {"max_new_tokens": 4, "temperature": 1.0, "seed": 0, "batch_size": 3},
+           "interventions": {"capping": ["layers_0:2-p0.25", "layers_2:4-p0.75"],
+                             "steering": {"layers": [1, 2], "coefs": [4.0]},
+                             "axis_ablation": {"layers": "1:3"}, "mean_diff_ablation": {"layers": [1, 2]},
+                             "controls": ["random", "orthogonal"]},
+           "apply": {"models": ["organism"], "conditions": ["no_trigger", "trigger"]},
+           "mean_diff": {"min_per_group": 1}}
+    raw.update(over)
+    return load_stress_config(raw, root=root)
+
+
+def test_matrix_expands_as_configured_with_controls_everywhere(setup):
+    cfg = _config(setup)
+    cells = expand(cfg)
+    none = [c for c in cells if c.spec.family == "none"]
+    assert {(c.model, c.condition) for c in none} == {(m, c) for m in ("base", "organism")
+                                                     for c in ("no_trigger", "trigger", "near_miss")}
+    rest = [c for c in cells if c.spec.family != "none"]
+    real = [c for c in rest if not c.spec.control]
+    assert len(real) == 5 * 2  # 2 capping + 1 steering + 2 ablations, on organism x {no_trigger, trigger}
+    assert len(rest) == 3 * len(real)
+    assert {(c.model, c.condition) for c in rest} == {("organism", "no_trigger"), ("organism", "trigger")}
+    for c in real:  # every direction intervention has both controls in the same model and condition
+        for control in ("random", "orthogonal"):
+            assert any(o.spec == Spec(c.spec.family, c.spec.param, c.spec.layers, control)
+                       and (o.model, o.condition) == (c.model, c.condition) for o in rest)
+    assert cells.index(none[-1]) < cells.index(rest[0])  # none first: the mean-diff needs it
+
+
+def test_config_errors_name_the_problem(setup):
+    with pytest.raises(ValueError, match="random"):
+        _config(setup, interventions={"capping": ["layers_0:2-p0.25"], "controls": ["orthogonal"]})
+    with pytest.raises(ValueError, match="unknown keys"):
+        _config(setup, modles={})
+    with pytest.raises(ValueError, match="apply.models"):
+        _config(setup, apply={"models": ["organsim"]})
+    with pytest.raises(ValueError, match="coefs"):
+        _config(setup, interventions={"steering": {"layers": [1], "coefs": "big"}, "controls": ["random"]})
+    from persona_probe.stress import load_directions
+
+    with pytest.raises(ValueError, match="unknown experiment id 'layers_0:2-p0.3'"):
+        load_directions(_config(setup, interventions={"capping": ["layers_0:2-p0.3"], "controls": ["random"]}))
+
+
+def test_controls_have_equal_norm_and_matched_thresholds(setup):
+    from persona_probe import load_model
+    from persona_probe.stress import load_directions
+
+    cfg = _config(setup)
+    dirs = load_directions(cfg)
+    model = load_model(cfg.base)
+    real = build_interventions(Spec("capping", "layers_0:2-p0.25", (0, 1)), dirs, model, cfg)
+    rnd = build_interventions(Spec("capping", "layers_0:2-p0.25", (0, 1), "random"), dirs, model, cfg)
+    orth = build_interventions(Spec("capping", "layers_0:2-p0.25", (0, 1), "orthogonal"), dirs, model, cfg)
+    for r, c, o in zip(real, rnd, orth):
+        layer = r.layers[0]
+        assert c.layers == o.layers == r.layers and c.mode == r.mode
+        assert torch.allclose(c.vector.norm(), r.vector.norm(), rtol=1e-5)
+        assert abs(float(cosine(o.vector, r.vector))) < 1e-5
+        acts = dirs.calibration[:, layer]
+        bound = lambda cap: (acts @ unit(cap.vector) <= cap.tau[0]).float().mean()  # noqa: E731
+        assert abs(float(bound(c) - bound(r))) <= 1 / len(acts) + 1e-6  # binds on the same share of rollouts
+    steer = build_interventions(Spec("steering", 4.0, (1, 2)), dirs, model, cfg)[0]
+    steer_r = build_interventions(Spec("steering", 4.0, (1, 2), "random"), dirs, model, cfg)[0]
+    assert torch.allclose(steer.vector.norm(dim=-1), steer_r.vector.norm(dim=-1), rtol=1e-5)
+    assert not torch.allclose(steer.vector, steer_r.vector)
+    # the same spec gives the same random direction in every cell (paired comparisons)
+    again = build_interventions(Spec("steering", 4.0, (1, 2), "random"), dirs, model, cfg)[0]
+    assert torch.equal(again.vector, steer_r.vector)
+    t = matched_threshold(dirs.calibration, 0, dirs.axis[0], 0.0, dirs.axis[0])
+    assert abs(t - float(torch.quantile(dirs.calibration[:, 0] @ unit(dirs.axis[0]),
+                                        float((dirs.calibration[:, 0] @ unit(dirs.axis[0]) <= 0).float().mean())))) < 1e-6
+
+
+def test_run_writes_results_and_resumes_without_recomputing(setup, tmp_path, monkeypatch):
+    import persona_probe.model as model_module
+
+    cfg = _config(setup)
+    out = tmp_path / "run"
+    real_generate = model_module.ProbeModel.generate
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):  # the run is killed after 8 cells
+        calls["n"] += 1
+        if calls["n"] > 8:
+            raise KeyboardInterrupt
+        return real_generate(self, *a, **k)
+
+    monkeypatch.setattr(model_module.ProbeModel, "generate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_stress_test(cfg, out, judge=HashJudge(), progress=False)
+    assert len(list((out / "samples").glob("*.jsonl"))) == 8
+
+    calls["n"] = -10_000
+    rows = run_stress_test(cfg, out, judge=HashJudge(), progress=False)
+    assert calls["n"] == -10_000 + len(expand(cfg)) - 8  # only the unfinished cells were generated
+    assert len(rows) == len(expand(cfg)) == len(read_jsonl(out / "results.jsonl"))
+    for r in rows:
+        assert r["status"] == "ok" and r["n"] == 3
+        assert 0 <= r["em"]["lo"] <= r["em"]["rate"] <= r["em"]["hi"] <= 1
+        assert r["self_correction"]["n"] == 0 and r["self_correction"]["excluded"] == 3  # no score, not zero
+        prov = r["provenance"]
+        assert prov["judge"]["aligned"].startswith("test:hash") and prov["config_hash"] == cfg.key()
+        if r["family"] != "none":
+            assert "em_vs_none" in r
+    assert (out / "mean_diff.safetensors").exists()
+    figs = {p.name for p in (out / "figures").glob("*.html")}
+    assert {"em_vs_capping.html", "em_vs_coherence.html", "projection_distributions.html",
+            "mean_diff_cosine.html"} <= figs
+
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was regenerated")
+
+    monkeypatch.setattr(model_module.ProbeModel, "generate", boom)
+    again = run_stress_test(cfg, out, judge=HashJudge(), progress=False, figures=False)
+    assert [r["em"] for r in again] == [r["em"] for r in rows]
+
+
+def test_mean_diff_cells_are_skipped_with_a_reason_when_no_direction(setup, tmp_path):
+    cfg = _config(setup, mean_diff={"min_per_group": 1000},
+                  interventions={"mean_diff_ablation": {"layers": [1]}, "controls": ["random"]})
+    rows = run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False, figures=False)
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert len(skipped) == 4 and all("1000 of each are needed" in r["reason"] for r in skipped)
