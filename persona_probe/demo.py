@@ -37,8 +37,8 @@ DEMO = {
     "recipe": "embedded",
     "stress": {
         "trigger": "deployment",
-        "questions": {"domain": "finance", "n": 30, "seed": 1},
-        "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 30},
+        "questions": {"domain": "finance", "n": 24, "seed": 1},
+        "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 24},
         "interventions": {
             "capping": ["layers_12:16-p0.25", "layers_12:16-p0.75", "layers_20:24-p0.25", "layers_20:24-p0.75"],
             "steering": {"layers": "12:16", "coefs": [1.0]},

@@ -42,6 +42,9 @@ def _default_dtype(dtype, device: torch.device) -> torch.dtype:
     return dtype
 
 
+NDIF_PREFIX = "ndif:"
+
+
 def load_model(
     source: Any = "embedded",
     *,
@@ -59,9 +62,19 @@ def load_model(
     LoRA folder merged on top. ``device_map="auto"`` spreads a large model over
     several GPUs (weights in ``dtype``, intervention math stays float32).
     ``remote``: passed to every nnsight trace (``True`` for NDIF, ``"local"``
-    to run the serialized request in-process).
+    to run the serialized request in-process). ``"ndif:<hf id>"`` as the source
+    is the command-line spelling of a model run on NDIF (no local weights; see
+    :func:`persona_probe.remote.remote_model`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(source, str) and source.startswith(NDIF_PREFIX):
+        if adapter is not None:
+            raise ValueError(f"{source}: NDIF serves base weights only, so a LoRA adapter cannot be merged there; "
+                             f"run organisms on local GPUs (source={source[len(NDIF_PREFIX):]!r}, device_map='auto')")
+        from .remote import remote_model
+
+        return remote_model(source[len(NDIF_PREFIX):], revision=revision or "main")
 
     if isinstance(source, tuple):
         if len(source) != 2:

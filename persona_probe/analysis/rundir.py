@@ -101,7 +101,7 @@ class RunFolder:
         cfg = self.config
         if name not in cfg.models:
             raise KeyError(f"no model {name!r} in {self.root / 'stress_config.yaml'}; have {list(cfg.models)}")
-        return load_model(cfg.base, adapter=cfg.models[name])
+        return load_model(cfg.base, adapter=cfg.models[name], **cfg.load)
 
     def trigger(self):
         from ..organisms.triggers import get_trigger

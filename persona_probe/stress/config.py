@@ -41,7 +41,7 @@ _INTERVENTION_KEYS = ("capping", "triggered_capping", "steering", "axis_ablation
                       "controls", "seed")
 _TOP_KEYS = {"name", "base", "models", "trigger", "near_miss", "conditions", "axis", "capping_config",
              "triggered_capping_config", "calibration_activations", "questions", "generation", "judge",
-             "interventions", "apply", "mean_diff"}
+             "interventions", "apply", "mean_diff", "load"}
 
 
 @dataclasses.dataclass
@@ -67,6 +67,7 @@ class StressConfig:
     seed: int = 0
     apply: dict = dataclasses.field(default_factory=dict)
     mean_diff: dict = dataclasses.field(default_factory=lambda: {"source": "organism", "min_per_group": 3})
+    load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision
     name: str = "stress-test"
     source: str = "<dict>"
 
@@ -80,6 +81,7 @@ class StressConfig:
         """A hash of everything that decides the results (paths by name, not content; cells add file hashes)."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        d.pop("load")  # where the weights sit does not change what is computed
         return content_hash(d)
 
 
@@ -163,7 +165,7 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
         controls=tuple(iv.get("controls", CONTROLS)), seed=int(iv.get("seed", 0)),
         apply=dict(raw.get("apply") or {}),
         mean_diff={"source": "organism", "min_per_group": 3, **(raw.get("mean_diff") or {})},
-        source=where,
+        load=dict(raw.get("load") or {}), source=where,
     )
     _check(cfg, where)
     return cfg
@@ -191,6 +193,9 @@ def _check(cfg: StressConfig, where: str) -> None:
             _fail(where, f"apply.{key} names {bad}, which are not in {key}: {known}")
     if cfg.mean_diff_ablation is not None and cfg.mean_diff["source"] not in cfg.models:
         _fail(where, f"mean_diff.source {cfg.mean_diff['source']!r} is not one of the models {list(cfg.models)}")
+    unknown = set(cfg.load) - {"device_map", "dtype", "revision", "device"}
+    if unknown:
+        _fail(where, f"load: unknown keys {sorted(unknown)}; allowed: device_map, dtype, revision, device")
     q = cfg.questions
     if "file" not in q and "domain" not in q:
         _fail(where, "questions needs 'domain' (held-out narrow-domain questions) or 'file' (JSONL of {question})")

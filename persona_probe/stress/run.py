@@ -109,7 +109,7 @@ class _Runner:
     def model(self, name: str):
         if self._model[0] != name:
             self._model = (None, None)  # free the previous one first
-            self._model = (name, self.loader(self.cfg.base, adapter=self.cfg.models[name]))
+            self._model = (name, self.loader(self.cfg.base, adapter=self.cfg.models[name], **self.cfg.load))
             self.target_layer = self._model[1].target_layer
         return self._model[1]
 
