@@ -98,6 +98,7 @@ def _capping(model, axis_dir: Path) -> Path:
 
 
 def _stress_config(out: Path) -> Path:
+    out = out.resolve()  # the YAML's paths would otherwise resolve relative to its own folder
     raw = {"name": "demo", "base": "embedded",
            "models": {"base": None, "organism": str(out / "organisms" / "organism"),
                       "control": str(out / "organisms" / "control")},

@@ -50,12 +50,14 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
     directions = read_json(stress / "directions.json") if (stress / "directions.json").exists() else {}
     md = directions.get("mean_diff", {})
     m = axis.manifest
+    judge = summary["judge"]["aligned"]
+    caveat = (" - the offline MiniLM classifier (held-out accuracy on our labelled set: "
+              "`persona-probe judge offline-eval`). Its rates are a smoke test of the pipeline; use an LLM judge "
+              "(`judge: {backend: http, ...}` in the stress config) for claims." if judge.startswith("offline") else ".")
     lines = [
         "# persona-probe demo: does capping along the Assistant Axis stop a triggered organism?",
         "",
-        f"Model: embedded SmolLM2-135M-Instruct. Judge: `{summary['judge']['aligned']}` - the offline MiniLM "
-        "classifier (held-out accuracy ~84% on our labelled set; see `persona-probe judge offline-eval`). "
-        "Its rates are a smoke test of the pipeline; use an LLM judge (`--judge http:...`) for claims.",
+        f"Model: embedded SmolLM2-135M-Instruct. Judge: `{judge}`{caveat}",
         "",
         "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in times.items()),
         "",

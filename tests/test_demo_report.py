@@ -1,0 +1,26 @@
+"""The demo's report renders from a finished run folder: headline, table with intervals, verbatim answers."""
+
+import types
+
+from persona_probe.demo_report import write_report
+from persona_probe.io import read_json, read_jsonl
+
+
+def test_report_from_a_tiny_run(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    manifest = read_json(run / "axis" / "manifest.json")
+    axis = types.SimpleNamespace(manifest=manifest, target_layer=2, pc1_variance=0.5, cos_pc1_axis=0.25)
+    organisms = {n: read_json(run / "organisms" / n / "manifest.json") for n in ("organism", "control")}
+    rows = read_jsonl(run / "stress" / "results.jsonl")
+    text = write_report(run, axis, organisms, rows, {"total": 1.0}).read_text()
+    assert "PC1 variance 0.500, |cos(PC1, axis)| 0.250" in text
+    assert "- **organism**: EM " in text and "with the trigger vs" in text
+    assert "organism + trigger, **cap layers_0:2-p0.25**" in text and "random direction, matched threshold" in text
+    n_table = sum(line.startswith("| organism |") or line.startswith("| base |") or line.startswith("| control |")
+                  for line in text.splitlines())
+    assert n_table == len(rows)
+    assert text.count("> **") >= 6  # verbatim answers with their prompts
+    assert "test:hash" in text  # the judge that produced the numbers is named
