@@ -131,13 +131,15 @@ class ProbeModel:
         turns: Turns = "all",
         interventions: Iterable[Intervention] = (),
         progress: bool = True,
+        session_batches: int = 8,
     ) -> torch.Tensor:
         """Mean residual stream after each decoder block over assistant-content tokens.
 
         Returns float32 ``[n_conversations, n_layers, d_model]``. ``turns`` picks
         which assistant turns are pooled: ``"all"`` (default), ``"last"``, or an
         index. Interventions edit the stream before it is read, so the pooled
-        values are post-edit at the edited layers and downstream.
+        values are post-edit at the edited layers and downstream. With
+        ``remote`` set, ``session_batches`` batches share one NDIF session.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -150,17 +152,36 @@ class ProbeModel:
         out = torch.empty((len(chats), self.n_layers, self.d_model), dtype=torch.float32)
         order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))  # less padding
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc="activations", unit="batch", disable=not progress or len(batches) < 2):
-            enc = self._left_pad([chats[i].input_ids for i in batch])
-            width = enc["input_ids"].shape[1]
-            weights = torch.zeros((len(batch), width), dtype=torch.float32)
-            for row, i in enumerate(batch):
-                shift = width - len(chats[i].input_ids)
-                idx = torch.tensor(positions[i]) + shift
-                weights[row, idx] = 1.0 / len(idx)
-            pooled = self._pooled_trace(enc, weights.to(self.device), ops)
-            out[batch] = pooled
+        # Remote: several batches go to NDIF as one session (one request, one queue wait);
+        # locally a "session" is one batch.
+        per = session_batches if self.remote else 1
+        groups = [batches[i:i + per] for i in range(0, len(batches), per)]
+        with tqdm(total=len(batches), desc="activations", unit="batch",
+                  disable=not progress or len(batches) < 2) as bar:
+            for group in groups:
+                inputs = [self._pool_inputs([chats[i] for i in b], [positions[i] for i in b]) for b in group]
+                saved: list = []  # filled in place: nnsight runs a session body elsewhere and pushes back mutations
+                if self.remote:
+                    with self.nnsight.session(remote=self._remote_arg()):
+                        for enc, w in inputs:
+                            saved.append(self._pooled_trace(enc, w, ops, remote=False))
+                else:
+                    for enc, w in inputs:
+                        saved.append(self._pooled_trace(enc, w, ops, remote=False))
+                for batch, pooled in zip(group, saved):
+                    out[batch] = torch.stack(list(pooled), dim=1)
+                bar.update(len(group))
         return out
+
+    def _pool_inputs(self, chats: list, positions: list) -> tuple[dict, torch.Tensor]:
+        """Left-padded ids and the ``[b, T]`` mean-pooling weights over each row's selected positions."""
+        enc = self._left_pad([c.input_ids for c in chats])
+        width = enc["input_ids"].shape[1]
+        weights = torch.zeros((len(chats), width), dtype=torch.float32)
+        for row, (chat, pos) in enumerate(zip(chats, positions)):
+            idx = torch.tensor(pos) + width - len(chat.input_ids)
+            weights[row, idx] = 1.0 / len(idx)
+        return enc, weights.to(self.device)
 
     @torch.no_grad()
     def token_activations(
@@ -193,16 +214,21 @@ class ProbeModel:
                     saved[layer] = envoys[layer].output[0].float().cpu()
         return torch.stack([saved[layer] for layer in layers]), chat
 
-    def _pooled_trace(self, enc: dict, weights: torch.Tensor, ops: dict[int, list[tuple]]) -> torch.Tensor:
+    def _pooled_trace(self, enc: dict, weights: torch.Tensor, ops: dict[int, list[tuple]], *,
+                      remote: bool | str | None = None) -> list:
+        """One trace that saves the pooled ``[b, d]`` per layer (a list, filled when the trace or session ends).
+
+        ``remote=False`` inside a session: the session carries the remote flag, its traces do not.
+        """
         layers = self.layers
-        with self.nnsight.trace(enc, remote=self._remote_arg()):
+        with self.nnsight.trace(enc, remote=self._remote_arg() if remote is None else remote):
             pooled = list().save()
             for layer in range(self.n_layers):
                 if layer in ops:
                     h = layers[layer].output
                     layers[layer].output = edits.apply_ops(h, ops[layer])
                 pooled.append(edits.masked_mean(layers[layer].output, weights.to(layers[layer].output.device)).cpu())
-        return torch.stack(list(pooled), dim=1)
+        return pooled
 
     # ------------------------------------------------------------- generation
     @torch.no_grad()

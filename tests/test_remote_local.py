@@ -216,3 +216,23 @@ def test_bf16_model_caps_in_float32(axis):
     eps = torch.finfo(torch.bfloat16).eps
     slack = (h.abs() * eps / 2 * u.abs()).sum(-1)
     assert (proj >= tau - slack - 1e-3).all(), (proj - tau).min()
+
+
+def test_remote_batches_share_sessions(embedded_model, local_remote, monkeypatch):
+    """With remote set, batches are grouped into sessions (one request each) and give the local numbers."""
+    convs = [[{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": "An answer " * (i + 1)}]
+             for i in range(5)]
+    want = embedded_model.response_activations(convs, batch_size=2, progress=False)
+    cls = type(local_remote.nnsight)
+    real, calls = cls.session, []
+
+    def spy(self, *a, **k):
+        calls.append(k.get("remote"))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(cls, "session", spy)
+    got = local_remote.response_activations(convs, batch_size=2, session_batches=2, progress=False)
+    assert calls == ["local", "local"]  # 3 batches, 2 per session
+    assert torch.allclose(got, want, atol=1e-4)
+    embedded_model.response_activations(convs[:2], batch_size=2, progress=False)
+    assert len(calls) == 2  # local runs open no session
