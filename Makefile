@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test analyses bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# every analysis script on the finished demo run; each writes runs/demo/analyses/<name>/ and resumes
+ANALYSES := magnitude clustering drift triggered_axis persona_vectors sae transfer
+analyses: install
+	@test -f runs/demo/stress/results.jsonl || { echo "run 'make demo' first"; exit 1; }
+	set -e; for a in $(ANALYSES); do $(BIN)/python analyses/$$a.py --run runs/demo; done
 
 bench: install
 	$(BIN)/python bench/overhead.py

@@ -23,7 +23,7 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = ["auroc", "auroc_ci", "paired_auroc_diff", "cv_scores", "mean_ci", "target_layer",
-           "run_provenance", "write_outputs", "default_centre"]
+           "run_provenance", "write_outputs", "default_centre", "script_parser", "parse_script_args"]
 
 
 def _check_binary(y, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -161,3 +161,26 @@ def write_outputs(out: Path, numbers: Mapping, figs: Mapping[str, object]) -> di
     numbers = {**numbers, "figures": [p.name for p in paths]}
     write_json(Path(out) / "numbers.json", numbers)
     return numbers
+
+
+def script_parser(doc: str, *, seed: int | None = 0):
+    """The argument parser every ``analyses/*.py`` script starts from: ``--run``, ``--seed``, ``--quiet``.
+
+    Dests match the analyses' ``run()`` keywords (``run_folder``, ``seed``, ``progress``), so a script can
+    call ``run(**vars(args))`` after adding its own options.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", dest="run_folder", default="runs/demo",
+                   help="run folder written by `persona-probe demo` (default runs/demo)")
+    p.add_argument("--seed", type=int, default=seed, help="default: " + ("the run's" if seed is None else str(seed)))
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def parse_script_args(parser, argv=None):
+    """Parse the arguments and send INFO logs to stderr (the scripts report through logging)."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args
