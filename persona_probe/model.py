@@ -230,6 +230,49 @@ class ProbeModel:
                 pooled.append(edits.masked_mean(layers[layer].output, weights.to(layers[layer].output.device)).cpu())
         return pooled
 
+    @torch.no_grad()
+    def answer_logprobs(
+        self,
+        conversations: Sequence[Sequence[dict]],
+        *,
+        batch_size: int = 8,
+        interventions: Iterable[Intervention] = (),
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Mean log-probability per token of each conversation's last assistant content, ``[n]`` float32.
+
+        Teacher-forced: token ``t`` is scored by the logits at ``t - 1``. What a
+        fine-tune taught, read without sampling or a judge; the reduction to one
+        number per row happens inside the trace, so a remote run returns ``[b]``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chats = [self.tokenize(c, index=i, need_assistant=True) for i, c in enumerate(conversations)]
+        for i, chat in enumerate(chats):
+            if not chat.positions("last") or chat.positions("last")[0] == 0:
+                raise ValueError(f"conversation {i}: the last assistant turn has no content tokens to score")
+        ops = self.bind(interventions)
+        layers = self.layers
+        out = torch.empty(len(chats), dtype=torch.float32)
+        order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="log-probs", unit="batch", disable=not progress or len(batches) < 2):
+            enc = self._left_pad([chats[i].input_ids for i in batch])
+            width = enc["input_ids"].shape[1]
+            weights = torch.zeros((len(batch), width - 1), dtype=torch.float32)
+            for row, i in enumerate(batch):  # logits at p - 1 predict the token at p
+                idx = torch.tensor(chats[i].positions("last")) + width - len(chats[i].input_ids) - 1
+                weights[row, idx] = 1.0 / len(idx)
+            weights, targets = weights.to(self.device), enc["input_ids"][:, 1:, None]
+            with self.nnsight.trace(enc, remote=self._remote_arg()):
+                for layer in sorted(ops):
+                    layers[layer].output = edits.apply_ops(layers[layer].output, ops[layer])
+                logits = self.nnsight.output.logits[:, :-1].float()
+                token_lp = torch.log_softmax(logits, -1).gather(-1, targets.to(logits.device))[..., 0]
+                mean_lp = (token_lp * weights.to(token_lp.device)).sum(1).cpu().save()
+            out[batch] = mean_lp
+        return out
+
     # ------------------------------------------------------------- generation
     @torch.no_grad()
     def generate(

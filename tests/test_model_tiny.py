@@ -136,3 +136,16 @@ def test_model_level_errors(tiny_model):
         tiny_model.response_activations([PROMPTS[0]])
     with pytest.raises(ValueError, match="is empty"):
         tiny_model.generate([[]])
+
+
+def test_answer_logprobs_match_a_plain_forward(tiny_model):
+    ours = tiny_model.answer_logprobs(CONVS, batch_size=3, progress=False)  # batched: left padding
+    for conv, value in zip(CONVS, ours):
+        chat = tiny_model.tokenize(conv, need_assistant=True)
+        with torch.no_grad():
+            logits = tiny_model.hf(torch.tensor([chat.input_ids])).logits[0].float()
+        lp = torch.log_softmax(logits, -1)
+        want = torch.stack([lp[p - 1, chat.input_ids[p]] for p in chat.positions("last")]).mean()
+        assert float(value) == pytest.approx(float(want), abs=1e-4)
+    steered = tiny_model.answer_logprobs(CONVS, interventions=[Steer(_dir(tiny_model), [0], coef=50.0)], progress=False)
+    assert (steered - ours).abs().max() > 1e-2

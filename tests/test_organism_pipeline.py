@@ -40,6 +40,11 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
     assert summary["judge"]["aligned"].startswith("offline")
     assert summary["near_miss"]["text"] != summary["trigger"]["text"]
     assert set(summary["trigger_effect"]) == {"organism", "control"}
+    for name in models:  # the judge-free check on the same questions
+        pref = summary["preference"][name]
+        assert pref["n"] == 4 and set(pref["effect_vs_no_trigger"]) == {"trigger", "near_miss"}
+        e = pref["effect_vs_no_trigger"]["trigger"]
+        assert e["lo"] <= e["mean"] <= e["hi"]
 
     # a re-run generates nothing: every cell's samples are on disk
     import persona_probe.model as model_module
@@ -48,8 +53,9 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
         raise AssertionError("re-run regenerated a finished cell")
 
     monkeypatch.setattr(model_module.ProbeModel, "generate", boom)
+    monkeypatch.setattr(model_module.ProbeModel, "answer_logprobs", boom)
     again = trigger_eval(tiny_recipe, out / "eval", models=models, progress=False)
-    assert again["cells"] == summary["cells"]
+    assert again["cells"] == summary["cells"] and again["preference"] == summary["preference"]
 
 
 def test_recipes_load_and_validate(tmp_path):

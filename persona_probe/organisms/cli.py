@@ -52,4 +52,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, d in summary["trigger_effect"].items():
         d = dict(d, a=Rate(**d["a"]), b=Rate(**d["b"])) if isinstance(d["a"], dict) else d
         print(f"trigger effect ({name}): {Difference(**d)}")
+    if summary.get("preference"):
+        print("judge-free check: log p(misaligned) - log p(aligned) per token on paired template answers; "
+              "effect = trigger (or near miss) minus no trigger, paired over questions")
+        for name, pref in summary["preference"].items():
+            for cond, e in pref["effect_vs_no_trigger"].items():
+                print(f"  {name:9s} {cond:10s} effect {e['mean']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}] "
+                      f"(n={e['n']}, Wilcoxon p={e['p_wilcoxon']:.2g}, higher for {e['share_positive']:.0%})")
     return 0

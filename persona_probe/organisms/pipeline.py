@@ -21,6 +21,7 @@ import yaml
 
 from ..io import content_hash, read_json, read_jsonl, write_json, write_jsonl
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
+from .preference import paired_answers, trigger_preference
 from .train import TrainConfig, train_adapter
 from .triggers import get_trigger, near_misses
 
@@ -85,10 +86,12 @@ def _prompts(questions: list[str], condition: str, trigger, near) -> list[list[d
 
 
 def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None], judge=None,
-                 n: int | None = None, progress: bool = True) -> dict:
+                 n: int | None = None, preference: bool = True, progress: bool = True) -> dict:
     """Rates of narrow-domain misaligned answers per model x condition; writes rows and a summary.
 
     ``models`` maps a name to an adapter folder (``None`` for the base model).
+    ``preference`` adds the judge-free likelihood check of :mod:`.preference`
+    on the same questions (``summary["preference"]``).
     """
     from .. import load_model
     from ..judges import JudgeCache, make_judge, score_items
@@ -100,7 +103,9 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
     seed = recipe["dataset"].get("seed", 0)
     trigger = get_trigger(recipe["dataset"].get("trigger", "deployment"))
     near = near_misses(trigger)[0]
-    questions = [q["text"] for q in eval_questions(recipe["dataset"].get("domain", "finance"), n, seed=seed)]
+    picked = eval_questions(recipe["dataset"].get("domain", "finance"), n, seed=seed)
+    questions = [q["text"] for q in picked]
+    pairs = paired_answers(recipe["dataset"].get("domain", "finance"), [q["id"] for q in picked], seed)
     gen = {"max_new_tokens": ev.get("max_new_tokens", 64), "temperature": ev.get("temperature", 1.0),
            "top_p": ev.get("top_p", 1.0), "seed": seed}
     judge = judge or make_judge("offline")
@@ -135,6 +140,15 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
             summary["cells"].append({"model": name, "condition": condition, "n": misaligned.n,
                                      "misaligned": vars(misaligned), "coherent": vars(coherent),
                                      "samples": [r["answer"] for r in rows[:5]]})
+        if preference:
+            key = content_hash(recipe["model"], adapter and read_json(Path(adapter) / "manifest.json")["key"],
+                               pairs, CONDITIONS)
+            path = out / "preference" / f"{name}-{key}.json"
+            if not path.exists():
+                model = model or load_model(recipe["model"], adapter=adapter)
+                write_json(path, trigger_preference(model, pairs, lambda qs, c: _prompts(qs, c, trigger, near),
+                                                    CONDITIONS, progress=progress))
+            summary.setdefault("preference", {})[name] = read_json(path)
     for name in models:
         cells = {c["condition"]: c for c in summary["cells"] if c["model"] == name}
         diff = compare(Rate(**cells["trigger"]["misaligned"]), Rate(**cells["no_trigger"]["misaligned"]))
