@@ -176,3 +176,40 @@ def test_bad_input_fails_early_and_names_the_fix(tiny_run):
     with pytest.raises(FileNotFoundError, match="stress_config"):
         pv.run(Path(tiny_run) / "nowhere", progress=False)
 
+
+
+class _TraitJudge(HashJudge):
+    """Scores traits from the text ('bad' -> 90) and coherence from its length; no other scores."""
+
+    model = "trait"
+
+    def score_many(self, kind, items):
+        from persona_probe.judges import Judgement
+
+        for i, it in enumerate(items):
+            if kind == "trait":
+                yield i, Judgement(90.0 if "bad" in it.answer else 10.0, judge=self.judge_id(kind))
+            elif kind == "coherent":
+                yield i, Judgement(80.0 if len(it.answer) > 3 else 20.0, judge=self.judge_id(kind))
+            else:
+                yield i, self.no_score(kind, "not scored")
+
+
+class _CoherenceOnlyJudge(_TraitJudge):
+    model = "coherence-only"
+
+    def score_many(self, kind, items):
+        for i, j in super().score_many(kind, items):
+            yield (i, self.no_score(kind, "no traits")) if kind == "trait" else (i, j)
+
+
+def test_filter_keeps_trait_pairs_and_filters_coherence_only_with_the_trait(tmp_path):
+    answers = [("bad advice", "good advice"),  # kept: trait side expresses, anti does not, both coherent
+               ("good advice", "good advice"),  # dropped: the trait side does not express the trait
+               ("bad", "good advice")]  # dropped by coherence (trait side too short)
+    rows = [{"pair": 0, "question_index": q, "side": side, "question": "q", "answer": a}
+            for q, pair in enumerate(answers) for side, a in zip(("trait", "anti"), pair)]
+    keep, how = pv._filter([dict(r) for r in rows], "evil", None, _TraitJudge(), tmp_path)
+    assert keep == [0, 1] and "trait >= 50" in how and "both coherent" in how
+    keep, how = pv._filter([dict(r) for r in rows], "evil", None, _CoherenceOnlyJudge(), tmp_path)
+    assert keep == list(range(6)) and "no coherence filter" in how  # incoherent pair 3 kept: no trait filter

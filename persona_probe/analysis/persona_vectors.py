@@ -26,9 +26,10 @@ we generate one answer under each prompt, then take mean response activations
 ``mean(trait answers) - mean(anti-trait answers)`` per layer, ``[L, d]``, in
 raw units (``coef`` multiplies the raw vector, as in the paper; numbers.json
 records ``coef * |v|`` relative to the typical residual norm). Chen et al. keep
-only pairs the judge scores as trait-expressing (>= 50) vs not (< 50); the
-offline judge cannot score traits, so then no trait filter is applied and
-numbers.json says so (coherence is still filtered when the judge scores it).
+only pairs the judge scores as trait-expressing (>= 50) vs not (< 50), both
+coherent (> 50); the offline judge cannot score traits, so then no filter is
+applied at all and numbers.json says so (a coherence-only filter is not the
+method, and the offline classifier rates most small-model answers incoherent).
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def extract_trait_vector(model, trait: str, questions: Sequence[str], cache_dir:
 
 
 def _filter(rows: list[dict], trait: str, pairs, judge, cache_dir: Path) -> tuple[list[int], str]:
-    """Indices kept: both answers of a (pair, question) coherent; trait >= 50 for the trait side, < 50 for the anti."""
+    """Indices kept: trait >= 50 for the trait side, < 50 for the anti, both coherent (when the judge scores traits)."""
     if judge is None:
         return list(range(len(rows))), "none (no judge given)"
     from ..judges import JudgeCache, score_items
@@ -169,7 +170,10 @@ def _filter(rows: list[dict], trait: str, pairs, judge, cache_dir: Path) -> tupl
     trait_s = [s.score for s in score_items(judge, "trait", items, cache=cache, progress=False)]
     coh_s = [s.score for s in score_items(judge, "coherent", [{"question": r["question"], "answer": r["answer"]}
                                                                for r in rows], cache=cache, progress=False)]
-    use_trait, use_coh = any(s is not None for s in trait_s), any(s is not None for s in coh_s)
+    # Coherence is filtered only together with the trait (Chen et al.'s filter): a coherence-only filter is
+    # not their method, and the offline classifier rates most of a small base model's answers incoherent.
+    use_trait = any(s is not None for s in trait_s)
+    use_coh = use_trait and any(s is not None for s in coh_s)
     groups: dict[tuple, dict[str, int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault((r["pair"], r["question_index"]), {})[r["side"]] = i
@@ -184,7 +188,7 @@ def _filter(rows: list[dict], trait: str, pairs, judge, cache_dir: Path) -> tupl
         if ok:
             keep += [i, j]
     filt = (f"{'trait >= 50 vs < 50' if use_trait else 'no trait filter (judge cannot score traits)'}; "
-            f"{'both coherent > 50' if use_coh else 'no coherence filter'} (judge {judge.judge_id('trait')})")
+            f"{'both coherent > 50' if use_coh else 'so no coherence filter either'} (judge {judge.judge_id('trait')})")
     for r, t, c in zip(rows, trait_s, coh_s):
         r["trait_score"], r["coherent"] = t, c
     return sorted(keep), filt
@@ -380,7 +384,8 @@ def run(run_folder: str | Path, *, trait: str = "evil", pairs: Sequence[Sequence
 
     ``questions``: ``"generic"`` (the shipped open questions, the default: a trait vector should not be a
     finance-domain vector), ``"run"`` (the stress test's questions) or a list. ``train=False`` skips the
-    retraining and its evaluation. ``judge``: defaults to the offline judge (it filters coherence only).
+    retraining and its evaluation. ``judge``: defaults to the offline judge (it scores no traits, so the
+    extraction is unfiltered).
     """
     from .. import load_model
     from ..judges import make_judge
