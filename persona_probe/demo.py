@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import read_json, read_jsonl, write_json, write_text
+from .io import write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
         f"- target layer {axis.target_layer}: PC1 variance "
         + (f"{axis.pc1_variance:.3f}, |cos(PC1, axis)| {axis.cos_pc1_axis:.3f}" if axis.pc1_variance is not None
            else "n/a (too few roles)"),
-        f"- figures: `axis/figures/` ; capping config: `axis/capping_config.pt`",
+        "- figures: `axis/figures/` ; capping config: `axis/capping_config.pt`",
         "",
         "## Organism and neutral control (LoRA, recipe `embedded`)",
     ]

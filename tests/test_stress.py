@@ -8,7 +8,7 @@ import torch
 from persona_probe.capping import calibrate, save_capping_config
 from persona_probe.io import read_jsonl, save_tensors
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
-from persona_probe.stress.matrix import Directions, build_interventions, matched_threshold
+from persona_probe.stress.matrix import build_interventions, matched_threshold
 from persona_probe.vectors import cosine, unit
 
 from conftest import make_tiny_hf

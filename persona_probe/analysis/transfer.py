@@ -297,7 +297,7 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
     prov_a = ma.provenance()
     acts_a = _cached(out / f"acts-A-{content_hash(prov_a, key)}.safetensors",
                      lambda: causal_activations(ma, texts, batch_size=batch_size, progress=progress))
-    del ma
+    ma = None  # free model A before loading B
     if model_b == MINILM:
         prov_b: dict[str, Any] = {"model": "sentence-transformers/all-MiniLM-L6-v2", "kind": "BERT-family encoder",
                                   "pooling": "mean over answer-segment tokens, hidden states incl. embeddings"}
@@ -307,7 +307,7 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
         prov_b = {**mb.provenance(), "kind": "causal LM", "pooling": "mean over assistant-content tokens"}
         acts_b = _cached(out / f"acts-B-{content_hash(prov_b, key)}.safetensors",
                          lambda: causal_activations(mb, texts, batch_size=batch_size, progress=progress))
-        del mb
+        mb = None
     if layer_b is not None:
         check_layer(layer_b, acts_b.shape[1], what="model B")
     labelled = np.flatnonzero(texts.labels >= 0)
