@@ -116,13 +116,11 @@ def cmd_axis_build(args: argparse.Namespace) -> int:
 
 
 def cmd_capping_calibrate(args: argparse.Namespace) -> int:
-    import torch
-
     from persona_probe import load_model
     from persona_probe.axis import load_axis
     from persona_probe.capping import calibrate, save_capping_config
     from persona_probe.io import load_tensors
-    from persona_probe.vectors import check_vector
+    from persona_probe.vectors import check_vector, project_layers
 
     axis = load_axis(args.axis)
     model = load_model(args.model)
@@ -140,8 +138,7 @@ def cmd_capping_calibrate(args: argparse.Namespace) -> int:
         what = f"rollouts from {args.rollouts}"
     if acts.shape[1:] != axis.shape:
         raise ValueError(f"rollout activations {tuple(acts.shape[1:])} do not match the axis {tuple(axis.shape)}")
-    unit = axis / axis.norm(dim=-1, keepdim=True)
-    proj = torch.einsum("nld,ld->nl", acts.float(), unit)
+    proj = project_layers(acts, axis)
     cfg = calibrate(proj, axis, percentiles=args.percentiles, width=args.width, stride=args.stride, rollouts=what,
                     extra={"axis_file": str(args.axis), "model": model.name})
     save_capping_config(args.out, cfg)

@@ -86,11 +86,9 @@ def _capping(model, axis_dir: Path) -> Path:
     key = content_hash(axis, acts, DEMO["capping"])
     if path.exists() and load_capping_config(path).get("calibration", {}).get("key") == key:
         return path
-    from .vectors import unit
+    from .vectors import project_layers
 
-    import torch
-
-    proj = torch.einsum("nld,ld->nl", acts.float(), unit(axis))
+    proj = project_layers(acts, axis)
     cfg = calibrate(proj, axis, rollouts=f"default-prompt rollouts of the axis build ({acts.shape[0]})",
                     extra={"key": key, "model": model.name}, **DEMO["capping"])
     save_capping_config(path, cfg)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_vector", "check_layer", "unit", "project", "random_like", "orthogonal_like", "cosine"]
+__all__ = ["check_vector", "check_layer", "unit", "project", "project_layers", "random_like", "orthogonal_like",
+           "cosine"]
 
 
 def check_vector(vector, *, d_model: int | None = None, name: str = "vector", n_layers: int | None = None) -> torch.Tensor:
@@ -76,6 +77,13 @@ def project(acts: torch.Tensor, axis: torch.Tensor, layer: int | None = None) ->
     if acts.shape[-1] != axis.shape[-1]:
         raise ValueError(f"activations have width {acts.shape[-1]} but the axis has {axis.shape[-1]}")
     return acts @ unit(axis)
+
+
+def project_layers(acts: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+    """Projections ``[..., n_layers]`` of ``acts [..., n_layers, d]`` on each layer's unit axis row (float32)."""
+    if acts.shape[-2:] != axis.shape:
+        raise ValueError(f"activations {tuple(acts.shape[-2:])} per item do not match the axis {tuple(axis.shape)}")
+    return torch.einsum("...ld,ld->...l", acts.to(torch.float32), unit(axis))
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 
 from persona_probe import Ablate, Cap, Steer, edits
 from persona_probe.interventions import bind_interventions
-from persona_probe.vectors import orthogonal_like, project, random_like, unit
+from persona_probe.vectors import orthogonal_like, project, project_layers, random_like, unit
 
 D = 32
 
@@ -137,6 +137,11 @@ def test_project_on_unit_axis_and_layer_checks():
         project(acts, axis, 4)
     with pytest.raises(ValueError, match="pass layer="):
         project(acts[:, 2], axis)
+    every = project_layers(acts, axis)  # [5, 4]: every layer at once, same numbers as project() per layer
+    torch.testing.assert_close(every, torch.stack([project(acts, axis, i) for i in range(4)], dim=1))
+    torch.testing.assert_close(project_layers(acts[None], axis)[0], every)
+    with pytest.raises(ValueError, match="do not match the axis"):
+        project_layers(acts[:, :3], axis)
 
 
 def test_random_and_orthogonal_controls_match_norm():

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..io import content_hash, load_tensors, read_json, save_tensors, write_json
-from ..vectors import cosine, unit
+from ..vectors import cosine, project_layers, unit
 from .common import default_centre, mean_ci, run_provenance, target_layer, write_outputs
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def turn_projections(acts: torch.Tensor, direction: torch.Tensor, centre: torch.
     (persona directions are measured from the Assistant, the axis is not).
     """
     x = acts.float() - (centre.float() if centre is not None else 0)
-    return torch.einsum("ntld,ld->ntl", x, unit(direction))
+    return project_layers(x, direction)
 
 
 def _figure(series: dict, layer: int, name: str):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..io import content_hash, load_tensors, read_json, write_json
-from ..vectors import cosine, unit
+from ..vectors import cosine, project_layers
 from .common import run_provenance, write_outputs
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def calibration_spec(cfg: dict) -> dict:
 
 def thresholds(acts: torch.Tensor, axis: torch.Tensor, percentiles: Sequence[float]) -> torch.Tensor:
     """``[n_q, L]`` quantiles of the rollouts' projections on the unit axis, as :func:`capping.calibrate` takes them."""
-    proj = torch.einsum("nld,ld->nl", acts.float(), unit(axis))
+    proj = project_layers(acts, axis)
     return torch.quantile(proj, torch.tensor([float(q) for q in percentiles]), dim=0)
 
 
@@ -177,7 +177,7 @@ def run(run_folder, *, variants: Sequence[str] = ("base", "organism", "triggered
             write_json(vdir / "build_key.json", {"key": key})
         axis = load_axis(vdir / "axis.safetensors")
         acts = load_tensors(vdir / "default_activations.safetensors")[0]["acts"]
-        proj = torch.einsum("nld,ld->nl", acts.float(), unit(axis))
+        proj = project_layers(acts, axis)
         save_capping_config(vdir / "capping_config.pt", calibrate(
             proj, axis, layers=spec["layers"], percentiles=spec["percentiles"], width=spec["width"],
             stride=spec["stride"], rollouts=f"default-prompt rollouts of the {v} axis build ({acts.shape[0]})",

@@ -196,10 +196,10 @@ def _mean_diff(runner: _Runner, none_rows: dict, none_acts: dict) -> None:
     src = cfg.mean_diff["source"]
     conditions = cfg.mean_diff.get("conditions") or list(cfg.conditions)
     mis, ali = [], []
-    for (model, _cond), rows in none_rows.items():
-        if model != src or _cond not in conditions:
+    for (model, cond), rows in none_rows.items():
+        if model != src or cond not in conditions:
             continue
-        acts = none_acts[(model, _cond)]
+        acts = none_acts[(model, cond)]
         for r, a in zip(rows, acts):
             if is_em(r["aligned"], r["coherent"]):
                 mis.append(a)
@@ -286,13 +286,13 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
 
 def _write_projections(runner: _Runner, none_acts: dict) -> None:
     """Per-answer axis projections at every layer for the none cells (the distribution figure's data)."""
-    from ..vectors import unit
+    from ..vectors import project_layers
 
-    u = unit(runner.dirs.axis)
+    axis = runner.dirs.axis
     path = runner.out / "projections.json"
     layer = runner.target_layer
     if layer is None:  # nothing was loaded this time: keep what the first run recorded
-        layer = read_json(path)["target_layer"] if path.exists() else u.shape[0] // 2
-    data = {f"{m}|{c}": torch.einsum("nld,ld->nl", a.float(), u).round(decimals=4).tolist()
+        layer = read_json(path)["target_layer"] if path.exists() else axis.shape[0] // 2
+    data = {f"{m}|{c}": project_layers(a, axis).round(decimals=4).tolist()
             for (m, c), a in none_acts.items()}
-    write_json(path, {"axis": str(runner.cfg.axis), "layers": u.shape[0], "target_layer": layer, "by_cell": data})
+    write_json(path, {"axis": str(runner.cfg.axis), "layers": axis.shape[0], "target_layer": layer, "by_cell": data})
