@@ -257,13 +257,9 @@ class ProbeModel:
         order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="log-probs", unit="batch", disable=not progress or len(batches) < 2):
-            enc = self._left_pad([chats[i].input_ids for i in batch])
-            width = enc["input_ids"].shape[1]
-            weights = torch.zeros((len(batch), width - 1), dtype=torch.float32)
-            for row, i in enumerate(batch):  # logits at p - 1 predict the token at p
-                idx = torch.tensor(chats[i].positions("last")) + width - len(chats[i].input_ids) - 1
-                weights[row, idx] = 1.0 / len(idx)
-            weights, targets = weights.to(self.device), enc["input_ids"][:, 1:, None]
+            enc, weights = self._pool_inputs([chats[i] for i in batch], [chats[i].positions("last") for i in batch])
+            # logits at p - 1 predict the token at p: drop the first column of the weights and targets
+            weights, targets = weights[:, 1:], enc["input_ids"][:, 1:, None]
             with self.nnsight.trace(enc, remote=self._remote_arg()):
                 for layer in sorted(ops):
                     layers[layer].output = edits.apply_ops(layers[layer].output, ops[layer])
