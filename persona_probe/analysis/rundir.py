@@ -75,6 +75,18 @@ class RunFolder:
     def results(self) -> list[dict]:
         return read_jsonl(self.stress / "results.jsonl")
 
+    def uncapped_cells(self) -> list[dict]:
+        """The finished no-intervention rows of results.jsonl: the answers the analyses read."""
+        return [r for r in self.results() if r.get("family") == "none" and r.get("status") == "ok"]
+
+    def axis_rollouts(self) -> list[dict]:
+        """The axis build's current rollouts (``label``, ``messages``): the generate steps its manifest lists."""
+        axis_dir = self.config.axis.parent
+        manifest = axis_dir / "manifest.json"
+        steps = read_json(manifest).get("steps", []) if manifest.exists() else []
+        return [rec for name in steps if name.startswith("generate-") and name.endswith(".jsonl")
+                for rec in read_jsonl(axis_dir / "steps" / name)]
+
     def cell(self, model: str, condition: str, intervention: str = "none") -> dict:
         for r in self.results():
             if (r["model"], r["condition"], r["intervention"]) == (model, condition, intervention):

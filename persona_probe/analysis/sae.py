@@ -82,21 +82,14 @@ def run_conversations(run: RunFolder, *, axis_rollouts: bool = True,
     from ..stress.run import prompts_for
 
     out = []
-    for row in sorted(run.results(), key=lambda r: r["model"] != prefer):
-        if row.get("family") != "none" or row.get("status") != "ok":
-            continue
+    for row in sorted(run.uncapped_cells(), key=lambda r: r["model"] != prefer):
         samples = run.samples(row["model"], row["condition"])
         prompts = prompts_for(run.config, [s["question"] for s in samples], row["condition"])
         out += [(f"{row['model']}|{row['condition']}", p + [{"role": "assistant", "content": s["answer"]}])
                 for p, s in zip(prompts, samples) if s["answer"].strip()]
     if axis_rollouts:
-        axis_dir = run.config.axis.parent
-        steps = read_json(axis_dir / "manifest.json").get("steps", []) if (axis_dir / "manifest.json").exists() else []
-        for name in steps:
-            if name.startswith("generate-") and name.endswith(".jsonl"):
-                for rec in read_jsonl(axis_dir / "steps" / name):
-                    if rec["messages"][-1]["content"].strip():
-                        out.append((f"axis|{rec['label']}", rec["messages"]))
+        out += [(f"axis|{rec['label']}", rec["messages"]) for rec in run.axis_rollouts()
+                if rec["messages"][-1]["content"].strip()]
     if not out:
         raise ValueError(f"{run.root}: no answers to collect activations from (no uncapped stress cells, no rollouts)")
     seen, unique = set(), []  # two models giving the same answer to the same prompt: one text, one split side
@@ -128,18 +121,12 @@ def collect_token_activations(model, convs: Sequence[tuple[str, list[dict]]], la
             break
     if not picked:
         raise ValueError("no answer has assistant-content tokens")
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
     order = sorted(range(len(picked)), key=lambda j: len(picked[j][1].input_ids))
     acts: list = [None] * len(picked)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="token activations", unit="batch", disable=not progress):
-        width = max(len(picked[j][1].input_ids) for j in batch)
-        ids = torch.full((len(batch), width), int(pad or 0), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, j in enumerate(batch):
-            seq = picked[j][1].input_ids
-            ids[row, width - len(seq):], mask[row, width - len(seq):] = torch.tensor(seq), 1
-        enc = {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
+        enc = model._left_pad([picked[j][1].input_ids for j in batch])
+        width = enc["input_ids"].shape[1]
         with model.nnsight.trace(enc) as tracer:
             h = model.layers[layer].output.save()
             tracer.stop()  # the blocks above ``layer`` and the unembedding are not needed

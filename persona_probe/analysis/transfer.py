@@ -54,7 +54,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..io import content_hash, load_tensors, read_json, read_jsonl, save_tensors, write_json
+from ..io import content_hash, load_tensors, save_tensors, write_json
 from ..vectors import check_layer, orthogonal_like, random_like
 from .persona_vectors import group_auroc
 from .rundir import RunFolder
@@ -66,7 +66,6 @@ __all__ = ["Texts", "RidgeMap", "collect_texts", "causal_activations", "encoder_
 
 NAME = "transfer"
 MINILM = "minilm"
-ALIGNED_MIN = 70
 CROSS_FAMILY_NOTE = (
     "model A: the run's decoder-only causal chat LM; model B: {b}. With the default B (all-MiniLM-L6-v2, a BERT-family "
     "bidirectional sentence encoder, contrastively trained) the two differ in architecture, objective, tokenizer "
@@ -86,31 +85,23 @@ class Texts:
 
 def collect_texts(run: RunFolder, direction: str) -> Texts:
     """Uncapped stress answers and current axis rollouts, de-duplicated, labelled for ``direction``."""
-    from ..metrics import is_em
+    from ..stress.run import mean_diff_conditions, mean_diff_label
 
     if direction not in ("axis", "mean_diff"):
         raise ValueError(f"direction must be 'axis' or 'mean_diff', got {direction!r}")
-    src_model = run.config.mean_diff.get("source", "organism")
+    # the answers the run's mean-diff direction was computed from, labelled by the same rule
+    src_model, src_conditions = run.config.mean_diff["source"], mean_diff_conditions(run.config)
     rows: list[tuple[str, str, str, int]] = []
-    for res in run.results():
-        if res.get("family") != "none" or res.get("status") != "ok":
-            continue
+    for res in run.uncapped_cells():
+        labelled = direction == "mean_diff" and res["model"] == src_model and res["condition"] in src_conditions
         for s in run.samples(res["model"], res["condition"]):
-            label = -1
-            if direction == "mean_diff" and res["model"] == src_model:
-                if is_em(s.get("aligned"), s.get("coherent")):
-                    label = 1
-                elif (s.get("aligned") or 0) >= ALIGNED_MIN and (s.get("coherent") or 0) > 50:
-                    label = 0
-            rows.append((s["question"], s["answer"], f"{res['model']}|{res['condition']}", label))
-    axis_dir = run.config.axis.parent
-    steps = read_json(axis_dir / "manifest.json").get("steps", []) if (axis_dir / "manifest.json").exists() else []
-    for name in steps:
-        if name.startswith("generate-") and name.endswith(".jsonl"):
-            for rec in read_jsonl(axis_dir / "steps" / name):
-                user = [m["content"] for m in rec["messages"] if m["role"] == "user"][-1]
-                label = (1 if rec["label"] == "default" else 0) if direction == "axis" else -1
-                rows.append((user, rec["messages"][-1]["content"], f"axis|{rec['label']}", label))
+            label = mean_diff_label(s.get("aligned"), s.get("coherent")) if labelled else None
+            rows.append((s["question"], s["answer"], f"{res['model']}|{res['condition']}",
+                         -1 if label is None else label))
+    for rec in run.axis_rollouts():
+        user = [m["content"] for m in rec["messages"] if m["role"] == "user"][-1]
+        label = (1 if rec["label"] == "default" else 0) if direction == "axis" else -1
+        rows.append((user, rec["messages"][-1]["content"], f"axis|{rec['label']}", label))
     seen, keep = set(), []
     for r in sorted(rows, key=lambda r: r[3] < 0):  # a text answered identically by two models keeps its label
         if r[1].strip() and (r[0], r[1]) not in seen:
