@@ -192,6 +192,7 @@ def run(run_folder, *, model: str = "organism", n_scripts: int | None = None, ma
     if missing:
         raise ValueError(f"no role vectors named {missing}; the axis run has {sorted(roles)}")
     ivs = {"none": None}
+    cfg = None
     window: list[int] = []
     if capped:
         if run.config.capping_config is None:
@@ -219,7 +220,7 @@ def run(run_folder, *, model: str = "organism", n_scripts: int | None = None, ma
         return loaded["m"]
 
     def interventions_for(exp_id):
-        return (lambda m: experiment_interventions(run.capping_config(), exp_id, m)) if exp_id else (lambda m: [])
+        return (lambda m: experiment_interventions(cfg, exp_id, m)) if exp_id else (lambda m: [])
 
     # All conditions of one intervention are generated in the same batches (one generate call per turn).
     built, cond_of = [], []
@@ -262,7 +263,7 @@ def run(run_folder, *, model: str = "organism", n_scripts: int | None = None, ma
                 {k: v[str(lay)] for k, v in per_turn[dname].items()}, lay, dname)
     taus = {}
     if capped:
-        for c in experiment_interventions(run.capping_config(), experiment):
+        for c in experiment_interventions(cfg, experiment):
             f = c.as_floor()  # a floor at tau on the (unit) cap vector, whatever the file's convention
             for lay in f.layers:
                 vec = f.vector[lay] if f.vector.ndim == 2 else f.vector
