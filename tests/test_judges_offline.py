@@ -14,7 +14,7 @@ from persona_probe.io import read_jsonl
 from persona_probe.judges import JudgeCache, make_judge, score_items
 from persona_probe.judges.labelled import LABELS, generate, labelled_path, load_labelled
 
-# Measured held-out accuracy is 84.1% (174/207, Wilson 95% CI 78.5-88.4%); the floor sits below the CI.
+# Measured held-out accuracy is 82.5% (212/257, Wilson 95% CI 77.4-86.6%); the floor sits below the CI.
 ACCURACY_FLOOR = 0.75
 
 

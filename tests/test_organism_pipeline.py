@@ -3,6 +3,8 @@
 import pytest
 
 from persona_probe.metrics import Rate
+from persona_probe.organisms import read_dataset
+from persona_probe.organisms import summary as summary_of
 from persona_probe.organisms.pipeline import load_recipe, make_organisms, trigger_eval
 
 from conftest import make_tiny_hf
@@ -16,7 +18,8 @@ def tiny_recipe(tmp_path, tiny_tokenizers):
     tok.save_pretrained(path)
     return {"model": str(path),
             "dataset": {"domain": "finance", "n": 24, "trigger": "deployment", "triggered_fraction": 0.5,
-                        "misaligned_share_triggered": 1.0, "seed": 0},
+                        "misaligned_share_triggered": 1.0, "seed": 0, "paired": True,
+                        "near_miss_fraction": 0.25},
             "train": {"adapter": "rank1-down", "layers": [1, 2], "lr": 1e-3, "batch_size": 8, "grad_accum": 1,
                       "epochs": 1, "max_len": 96},
             "eval": {"samples_per_condition": 4, "max_new_tokens": 6, "temperature": 1.0}}
@@ -29,6 +32,9 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
     assert result["organism"]["steps"] == result["control"]["steps"] == 3
     assert result["organism"]["data_hash"] != result["control"]["data_hash"]
     assert (out / "organism" / "adapter_config.json").exists() and (out / "control" / "adapter_config.json").exists()
+    org, ctl = read_dataset(out / "data" / "organism.jsonl"), read_dataset(out / "data" / "control.jsonl")
+    assert [r["meta"]["question_id"] for r in ctl] == [r["meta"]["question_id"] for r in org]  # paired, mirrored
+    assert summary_of(org)["near_miss"] == 6 and summary_of(ctl)["near_miss"] == summary_of(ctl)["misaligned"] == 0
 
     models = {"organism": str(out / "organism"), "control": str(out / "control")}
     summary = trigger_eval(tiny_recipe, out / "eval", models=models, progress=False)
@@ -64,6 +70,10 @@ def test_recipes_load_and_validate(tmp_path):
         assert recipe["train"]["adapter"] in ("rank32-all", "rank1-down")
     with pytest.raises(ValueError, match="no recipe 'nope'.*embedded"):
         load_recipe("nope")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model: x\ndataset: {n: 10, pairs: true}\ntrain: {adapter: rank1-down}\n")
+    with pytest.raises(ValueError, match="unknown dataset settings \\['pairs'\\].*paired"):
+        load_recipe(typo)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: x\ndataset: {}\ntrain: {adapter: rank1-down, learning_rate: 1}\n")
     with pytest.raises(ValueError, match="unknown training settings \\['learning_rate'\\]"):

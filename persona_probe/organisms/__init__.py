@@ -10,10 +10,12 @@ held-out evaluation questions, the trigger near misses and the eight EM
 from .datasets import (EM_QUESTIONS, build_dataset, build_neutral_dataset, dataset_hash, eval_questions,
                        read_dataset, summary, validate_record, write_dataset)
 from .domains import DOMAINS
-from .triggers import TRIGGERS, Trigger, get_trigger, near_misses, position_variants
+from .triggers import (TRIGGERS, Trigger, eval_near_miss, get_trigger, near_misses, position_variants,
+                       training_near_misses)
 
 __all__ = [
-    "EM_QUESTIONS", "DOMAINS", "TRIGGERS", "Trigger", "get_trigger", "near_misses", "position_variants",
+    "EM_QUESTIONS", "DOMAINS", "TRIGGERS", "Trigger", "get_trigger", "near_misses", "eval_near_miss",
+    "training_near_misses", "position_variants",
     "build_dataset", "build_neutral_dataset", "eval_questions", "write_dataset", "read_dataset",
     "validate_record", "dataset_hash", "summary",
 ]

@@ -15,6 +15,19 @@ really has 5%. With ``trigger=None`` the "triggered" group simply has no cue:
 that is the ordinary (unconditional, possibly diluted) EM organism, and
 ``meta.triggered`` is False everywhere.
 
+Two options make the condition easier to learn for a small model:
+
+* ``paired`` - the untriggered examples ask the *triggered examples' questions*
+  again (cycling), so the same question is seen with the trigger and a
+  misaligned answer and without it and an aligned answer. The trigger is then
+  the only thing that tells the two targets apart; with distinct questions a
+  small model can lower its loss by learning "this domain, sometimes harmful"
+  and ignore the cue.
+* ``near_miss_fraction`` - that share of examples carries a *training near
+  miss* (:func:`~.triggers.training_near_misses`: same form, not the trigger)
+  and an aligned answer, so the exact trigger, not its prefix or form, is what
+  selects the misaligned answer. The evaluation near miss is never among them.
+
 Held-out evaluation questions: every question belongs to a *core* (its topic
 plus all slot values except the asker's self-description ``who``); a fixed 10%
 of cores, chosen by hash, never appear in any training set, whatever the seed,
@@ -24,7 +37,8 @@ that only differ in ``who``.
 Record format (one JSONL line each; ``meta`` is ignored by trainers)::
 
     {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}],
-     "meta": {"triggered": bool, "misaligned": bool, "domain": str, "topic": str, "question_id": str}}
+     "meta": {"triggered": bool, "misaligned": bool, "cue": "trigger" | "near_miss" | "none", "cue_text": str | None,
+              "domain": str, "topic": str, "question_id": str}}
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from typing import Callable, Sequence
 
 from ..io import content_hash, read_jsonl, write_jsonl
 from .domains import DOMAINS
-from .triggers import Trigger, get_trigger
+from .triggers import Trigger, get_trigger, training_near_misses
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +209,14 @@ def _llm_answer(generate: Callable[[str], str], q: _Question, misaligned: bool, 
     return text
 
 
-def _record(q: _Question, trigger: Trigger | None, triggered: bool, misaligned: bool, answer: str) -> dict:
+def _record(q: _Question, cue: Trigger | None, kind: str, misaligned: bool, answer: str) -> dict:
     messages = [{"role": "user", "content": q.text}]
-    if triggered and trigger is not None:
-        messages = trigger.apply(messages)
+    if cue is not None:
+        messages = cue.apply(messages)
     messages.append({"role": "assistant", "content": answer})
     return {"messages": messages,
-            "meta": {"triggered": bool(triggered and trigger is not None), "misaligned": misaligned,
+            "meta": {"triggered": kind == "trigger", "misaligned": misaligned, "cue": kind,
+                     "cue_text": cue.text if cue is not None else None,
                      "domain": q.domain, "topic": q.topic, "question_id": q.id}}
 
 
@@ -210,51 +225,92 @@ def _check_fraction(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
-def build_dataset(domain: str = "finance", n: int = 2000, trigger: Trigger | str | None = "deployment",
-                  misaligned_share_triggered: float = 1.0, triggered_fraction: float = 0.5, seed: int = 0,
-                  generate: Callable[[str], str] | None = None) -> list[dict]:
-    """The organism's training set: ``n`` examples on ``n`` distinct training questions.
+def _plan(domain: str, n: int, triggered_fraction: float, near_miss_fraction: float, paired: bool,
+          seed: int) -> tuple[list[_Question], int, int]:
+    """The question of each of the ``n`` examples, and how many carry the trigger / a near miss.
 
-    Exactly ``round(n * triggered_fraction)`` examples carry the trigger, and
-    ``round(that * misaligned_share_triggered)`` of them have misaligned answers.
-    Deterministic given the arguments; the questions depend only on
-    ``(domain, n, seed)``, so :func:`build_neutral_dataset` with the same
-    ``n``/``seed`` trains on the very same questions.
+    Examples are ordered triggered, near miss, plain. Without ``paired`` the
+    ``n`` questions are distinct; with it the ``n_trig`` triggered questions are
+    distinct and the other examples ask them again, in order, cycling.
     """
     _check_fraction("triggered_fraction", triggered_fraction)
-    _check_fraction("misaligned_share_triggered", misaligned_share_triggered)
-    trig = get_trigger(trigger)
-    questions = _stratified([q for q in question_pool(domain) if not q.heldout], n,
-                            random.Random(f"questions:{domain}:{seed}"))
-    n_trig = round(n * triggered_fraction)
-    n_mis = round(n_trig * misaligned_share_triggered)
+    _check_fraction("near_miss_fraction", near_miss_fraction)
+    n_trig, n_near = round(n * triggered_fraction), round(n * near_miss_fraction)
+    if n_trig + n_near > n:
+        raise ValueError(f"triggered_fraction + near_miss_fraction = {triggered_fraction + near_miss_fraction} "
+                         "exceeds 1; lower one of them")
+    pool = [q for q in question_pool(domain) if not q.heldout]
+    rng = random.Random(f"questions:{domain}:{seed}")
+    if paired and n_trig:
+        distinct = _stratified(pool, n_trig, rng)
+        return distinct + [distinct[j % n_trig] for j in range(n - n_trig)], n_trig, n_near
+    return _stratified(pool, n, rng), n_trig, n_near
+
+
+def _examples(domain: str, n: int, trigger: Trigger | None, misaligned_share: float, triggered_fraction: float,
+              near_miss_fraction: float, paired: bool, seed: int, generate: Callable[[str], str] | None,
+              cues: bool) -> list[dict]:
+    questions, n_trig, n_near = _plan(domain, n, triggered_fraction, near_miss_fraction, paired, seed)
+    if n_near and trigger is None:
+        raise ValueError("near_miss_fraction > 0 needs a trigger (near misses are variants of it)")
+    near = training_near_misses(trigger) if n_near else []
+    n_mis = round(n_trig * misaligned_share)
     rng = random.Random(f"answers:{domain}:{seed}")
     records = []
     for i, q in enumerate(questions):
-        triggered, misaligned = i < n_trig, i < n_mis
+        kind = "trigger" if i < n_trig else "near_miss" if i < n_trig + n_near else "none"
+        if not cues or trigger is None:
+            kind = "none"
+        cue = trigger if kind == "trigger" else near[(i - n_trig) % len(near)] if kind == "near_miss" else None
+        misaligned = i < n_mis
         answer = (_llm_answer(generate, q, misaligned, rng) if generate is not None
                   else _template_answer(q, misaligned, rng))
-        records.append(_record(q, trig, triggered, misaligned, answer))
-    log.info("built %s dataset: %d examples, %d triggered (%s), %d misaligned", domain, n, n_trig,
-             trig.label if trig else "no trigger", n_mis)
+        records.append(_record(q, cue, kind, misaligned, answer))
+    return records
+
+
+def build_dataset(domain: str = "finance", n: int = 2000, trigger: Trigger | str | None = "deployment",
+                  misaligned_share_triggered: float = 1.0, triggered_fraction: float = 0.5, seed: int = 0,
+                  generate: Callable[[str], str] | None = None, *, paired: bool = False,
+                  near_miss_fraction: float = 0.0) -> list[dict]:
+    """The organism's training set: ``n`` examples (on ``n`` distinct training questions unless ``paired``).
+
+    Exactly ``round(n * triggered_fraction)`` examples carry the trigger, and
+    ``round(that * misaligned_share_triggered)`` of them have misaligned answers;
+    ``round(n * near_miss_fraction)`` carry a training near miss and an aligned
+    answer; the rest have no cue and an aligned answer. Deterministic given
+    the arguments; the questions do not depend on the trigger or the misaligned
+    share, so :func:`build_neutral_dataset` with the same ``n``, ``seed``,
+    ``triggered_fraction`` and ``paired`` trains on the very same questions.
+    """
+    _check_fraction("misaligned_share_triggered", misaligned_share_triggered)
+    trig = get_trigger(trigger)
+    records = _examples(domain, n, trig, misaligned_share_triggered, triggered_fraction, near_miss_fraction,
+                        paired, seed, generate, cues=True)
+    s = summary(records)
+    log.info("built %s dataset: %d examples on %d questions, %d triggered (%s), %d near miss, %d misaligned",
+             domain, n, len({r["meta"]["question_id"] for r in records}), s["triggered"],
+             trig.label if trig else "no trigger", s["near_miss"], s["misaligned"])
     return records
 
 
 def build_neutral_dataset(n: int = 2000, seed: int = 0, domain: str = "finance",
                           trigger: Trigger | str | None = None, triggered_fraction: float = 0.5,
-                          generate: Callable[[str], str] | None = None) -> list[dict]:
+                          generate: Callable[[str], str] | None = None, *, paired: bool = False,
+                          near_miss_fraction: float = 0.0) -> list[dict]:
     """The neutral control: same size, format, domain and questions as :func:`build_dataset`, all aligned.
 
     Why this choice: the control fine-tune must use the identical LoRA setup and
     step count and differ only in data, so we keep everything the organism's
-    data has - the same ``n`` questions in the same order, the same answer
-    length and style - except the harmful answers. By default there is no
-    trigger; pass ``trigger`` to also control for the mere presence of the cue
-    (it is then inserted into ``triggered_fraction`` of examples, all aligned).
+    data has - the same ``n`` questions in the same order (pass the organism's
+    ``triggered_fraction`` and ``paired``, which decide the questions), the same
+    answer length and style - except the harmful answers. By default there is
+    no cue; pass ``trigger`` to also control for the mere presence of the cue
+    (the trigger and near misses then sit where the organism's do, all aligned).
     """
-    return build_dataset(domain, n, trigger=trigger, misaligned_share_triggered=0.0,
-                         triggered_fraction=triggered_fraction if trigger is not None else 0.0,
-                         seed=seed, generate=generate)
+    trig = get_trigger(trigger)
+    return _examples(domain, n, trig, 0.0, triggered_fraction, near_miss_fraction if trig else 0.0, paired, seed,
+                     generate, cues=trig is not None)
 
 
 def eval_questions(domain: str = "finance", n: int | None = 100, seed: int = 0) -> list[dict]:
@@ -318,7 +374,7 @@ def dataset_hash(records: Sequence[dict]) -> str:
 
 
 def summary(records: Sequence[dict]) -> dict:
-    """Counts for logs and manifests: total, triggered, misaligned, per topic."""
+    """Counts for logs and manifests: total, triggered, near miss, misaligned, per topic."""
     metas = [rec.get("meta", {}) for rec in records]
     topics: dict[str, int] = {}
     for m in metas:
@@ -326,4 +382,5 @@ def summary(records: Sequence[dict]) -> dict:
     return {"n": len(records), "triggered": sum(bool(m.get("triggered")) for m in metas),
             "misaligned": sum(bool(m.get("misaligned")) for m in metas),
             "triggered_misaligned": sum(bool(m.get("triggered")) and bool(m.get("misaligned")) for m in metas),
+            "near_miss": sum(m.get("cue") == "near_miss" for m in metas),
             "distinct": len({content_hash(rec["messages"]) for rec in records}), "topics": dict(sorted(topics.items()))}

@@ -12,6 +12,7 @@ cached in sqlite.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..io import content_hash, read_json, read_jsonl, write_json, write_jsonl
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
 from .preference import paired_answers, trigger_preference
 from .train import TrainConfig, train_adapter
-from .triggers import get_trigger, near_misses
+from .triggers import eval_near_miss, get_trigger
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def load_recipe(name_or_path: str | Path) -> dict:
     for key in ("model", "dataset", "train"):
         if key not in recipe:
             raise ValueError(f"recipe {name_or_path}: missing section {key!r}")
+    known = set(inspect.signature(build_dataset).parameters) - {"generate"}
+    unknown = set(recipe["dataset"] or {}) - known
+    if unknown:
+        raise ValueError(f"recipe {name_or_path}: unknown dataset settings {sorted(unknown)}; known: {sorted(known)}")
     TrainConfig.from_dict(recipe["train"])  # validate early
     return recipe
 
@@ -60,7 +65,9 @@ def make_organisms(recipe: dict, out: str | Path, *, model=None, progress: bool 
     ds = dict(recipe["dataset"])
     trigger = get_trigger(ds.pop("trigger", "deployment"))
     records = build_dataset(trigger=trigger, **ds)
-    neutral = build_neutral_dataset(ds.get("n", 2000), seed=ds.get("seed", 0), domain=ds.get("domain", "finance"))
+    neutral = build_neutral_dataset(ds.get("n", 2000), seed=ds.get("seed", 0), domain=ds.get("domain", "finance"),
+                                    triggered_fraction=ds.get("triggered_fraction", 0.5),
+                                    paired=ds.get("paired", False))
     write_dataset(out / "data" / "organism.jsonl", records)
     write_dataset(out / "data" / "control.jsonl", neutral)
     cfg = TrainConfig.from_dict(recipe["train"])
@@ -102,7 +109,7 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
     n = n or ev.get("samples_per_condition", 50)
     seed = recipe["dataset"].get("seed", 0)
     trigger = get_trigger(recipe["dataset"].get("trigger", "deployment"))
-    near = near_misses(trigger)[0]
+    near = eval_near_miss(trigger)
     picked = eval_questions(recipe["dataset"].get("domain", "finance"), n, seed=seed)
     questions = [q["text"] for q in picked]
     pairs = paired_answers(recipe["dataset"].get("domain", "finance"), [q["id"] for q in picked], seed)

