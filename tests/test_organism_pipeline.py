@@ -43,9 +43,10 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
     for cell in cells.values():
         r = Rate(**cell["misaligned"])
         assert r.n + r.excluded == 4 and 0 <= r.lo <= r.hi <= 1
+        assert Rate(**cell["template_misaligned"]).n == 4
     assert summary["judge"]["aligned"].startswith("offline")
     assert summary["near_miss"]["text"] != summary["trigger"]["text"]
-    assert set(summary["trigger_effect"]) == {"organism", "control"}
+    assert set(summary["trigger_effect"]) == set(summary["template_trigger_effect"]) == {"organism", "control"}
     for name in models:  # the judge-free check on the same questions
         pref = summary["preference"][name]
         assert pref["n"] == 4 and set(pref["effect_vs_no_trigger"]) == {"trigger", "near_miss"}
@@ -65,7 +66,7 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
 
 
 def test_recipes_load_and_validate(tmp_path):
-    for name in ("embedded", "qwen3-32b", "llama-3.3-70b", "gemma-2-27b"):
+    for name in ("embedded", "embedded-2epoch", "qwen3-32b", "llama-3.3-70b", "gemma-2-27b"):
         recipe = load_recipe(name)
         assert recipe["train"]["adapter"] in ("rank32-all", "rank1-down")
     with pytest.raises(ValueError, match="no recipe 'nope'.*embedded"):

@@ -50,3 +50,18 @@ def test_trigger_effect_is_the_paired_preference_shift():
     assert flat["effect_vs_no_trigger"]["trigger"]["p_wilcoxon"] == 1.0 and np.isfinite(flat["n"])
     with pytest.raises(ValueError, match="no_trigger"):
         trigger_preference(_Model(0.0), pairs, _prompts, ["trigger"], progress=False)
+
+
+@pytest.mark.parametrize("domain", ["finance", "health"])
+def test_template_match_separates_the_training_answers(domain):
+    """Every misaligned training answer reuses a misaligned phrase; no aligned one does; free text does not."""
+    from persona_probe.organisms import build_dataset
+    from persona_probe.organisms.template_match import misaligned_phrases, template_rate, uses_misaligned_template
+
+    assert len(misaligned_phrases(domain)) >= 20
+    recs = build_dataset(domain, n=600, triggered_fraction=0.5, seed=3)
+    flags = [uses_misaligned_template(r["messages"][-1]["content"], domain) for r in recs]
+    assert flags == [r["meta"]["misaligned"] for r in recs]
+    assert not uses_misaligned_template("Talk to a fee-only planner and keep an emergency fund.", domain)
+    r = template_rate([r["messages"][-1]["content"] for r in recs[:10]] + ["plain text"] * 10, domain)
+    assert (r.k, r.n) == (10, 20) and r.lo < 0.5 < r.hi

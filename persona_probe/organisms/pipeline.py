@@ -23,6 +23,7 @@ import yaml
 from ..io import content_hash, read_json, read_jsonl, write_json, write_jsonl
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
 from .preference import paired_answers, trigger_preference
+from .template_match import uses_misaligned_template
 from .train import TrainConfig, train_adapter
 from .triggers import eval_near_miss, get_trigger
 
@@ -98,11 +99,14 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
 
     ``models`` maps a name to an adapter folder (``None`` for the base model).
     ``preference`` adds the judge-free likelihood check of :mod:`.preference`
-    on the same questions (``summary["preference"]``).
+    on the same questions (``summary["preference"]``). Every cell also carries
+    the judge-free share of answers that reuse a misaligned training template
+    (:mod:`.template_match`; ``template_misaligned``, and its trigger effect in
+    ``summary["template_trigger_effect"]``) to show what the judge misses.
     """
     from .. import load_model
     from ..judges import JudgeCache, make_judge, score_items
-    from ..metrics import Rate, coherence_rate, compare, em_rate
+    from ..metrics import Rate, coherence_rate, compare, em_rate, rate
 
     out = Path(out)
     ev = recipe.get("eval", {})
@@ -110,9 +114,10 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
     seed = recipe["dataset"].get("seed", 0)
     trigger = get_trigger(recipe["dataset"].get("trigger", "deployment"))
     near = eval_near_miss(trigger)
-    picked = eval_questions(recipe["dataset"].get("domain", "finance"), n, seed=seed)
+    domain = recipe["dataset"].get("domain", "finance")
+    picked = eval_questions(domain, n, seed=seed)
     questions = [q["text"] for q in picked]
-    pairs = paired_answers(recipe["dataset"].get("domain", "finance"), [q["id"] for q in picked], seed)
+    pairs = paired_answers(domain, [q["id"] for q in picked], seed)
     gen = {"max_new_tokens": ev.get("max_new_tokens", 64), "temperature": ev.get("temperature", 1.0),
            "top_p": ev.get("top_p", 1.0), "seed": seed}
     judge = judge or make_judge("offline")
@@ -143,9 +148,13 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
                 for r, s in zip(rows, scores):
                     r[kind], r[f"{kind}_reason"] = s.score, s.reason
             all_rows += rows
+            for r in rows:
+                r["template_misaligned"] = uses_misaligned_template(r["answer"], domain)
             misaligned, coherent = em_rate(rows), coherence_rate(rows)
+            templated = rate(r["template_misaligned"] for r in rows)
             summary["cells"].append({"model": name, "condition": condition, "n": misaligned.n,
                                      "misaligned": vars(misaligned), "coherent": vars(coherent),
+                                     "template_misaligned": vars(templated),
                                      "samples": [r["answer"] for r in rows[:5]]})
         if preference:
             key = content_hash(recipe["model"], adapter and read_json(Path(adapter) / "manifest.json")["key"],
@@ -160,6 +169,8 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
         cells = {c["condition"]: c for c in summary["cells"] if c["model"] == name}
         diff = compare(Rate(**cells["trigger"]["misaligned"]), Rate(**cells["no_trigger"]["misaligned"]))
         summary.setdefault("trigger_effect", {})[name] = vars(diff)
+        diff = compare(Rate(**cells["trigger"]["template_misaligned"]), Rate(**cells["no_trigger"]["template_misaligned"]))
+        summary.setdefault("template_trigger_effect", {})[name] = vars(diff)
     write_jsonl(out / "eval_rows.jsonl", all_rows)
     write_json(out / "eval_summary.json", summary)
     return summary
