@@ -58,7 +58,7 @@ def main() -> None:
     acts = model.response_activations(convs, progress=False)
     axis = acts.mean(0)  # any non-zero per-layer direction will do for timing
     layers = list(range(11, 19))
-    taus = [float((acts[:, l] @ (axis[l] / axis[l].norm())).median()) for l in layers]
+    taus = [float((acts[:, i] @ (axis[i] / axis[i].norm())).median()) for i in layers]
     cap = Cap(axis, layers, tau=taus, mode="floor")
     gen = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, progress=False)
 

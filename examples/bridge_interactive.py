@@ -54,5 +54,6 @@ logits = bridge.run_with_hooks(ids, fwd_hooks=[(f"blocks.{layer}.hook_resid_post
 print("capped logits", tuple(logits.shape))
 
 # %% The same edit the project way (nnsight, works remotely too) gives the same stream
-capped, _ = model.token_activations(pirate[0], layers=[layer], interventions=[Cap(axis, [layer], tau=tau, mode="floor")])
+capped, _ = model.token_activations(pirate[0], layers=[layer],
+                                    interventions=[Cap(axis, [layer], tau=tau, mode="floor")])
 print("min projection after cap:", (capped[0] @ u).min().item(), "(tau =", tau, ", up to float rounding)")

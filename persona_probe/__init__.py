@@ -6,6 +6,9 @@ Core entry points::
     model = load_model("embedded")
     acts = model.response_activations(conversations)        # [n, n_layers, d]
     texts = model.generate(prompts, interventions=[Cap(axis, [10, 11], tau=2.0, mode="floor")])
+
+Each stage has its own folder (``axis``, ``capping``, ``organisms``, ``judges``, ``stress``,
+``analysis``); the README's Layout section gives the import order between them.
 """
 
 from .interventions import Ablate, Cap, Steer

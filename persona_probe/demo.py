@@ -13,7 +13,7 @@ command after an interruption and finished work is skipped):
 The judge is the offline MiniLM classifier (no GPU, no key), and the report
 says so: its rates are a smoke test of the pipeline, not a measurement a
 paper could quote. Researchers run the same stages at scale with
-``persona-probe axis build``, ``organism train`` and ``stress-test``.
+``persona-probe axis build``, ``capping calibrate``, ``organism train`` and ``stress run``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DEMO = {
     "stress": {
         "trigger": "deployment",
         # 20 questions and one capped window keep the demo within 45 minutes on 2 cores (it measured 47 with
-        # 24 questions and windows 12:16 and 20:24); `persona-probe stress-test` runs the full sweep.
+        # 24 questions and windows 12:16 and 20:24); `persona-probe stress run` runs the full sweep.
         "questions": {"domain": "finance", "n": 20, "seed": 1},
         "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 20},
         "interventions": {
@@ -66,8 +66,8 @@ def _stage(name: str, times: dict):
 
 
 def _axis(model, out: Path):
-    from . import roledata
-    from .axis_pipeline import build_axis
+    from .axis import roledata
+    from .axis.pipeline import build_axis
 
     a = DEMO["axis"]
     roles = roledata.select_roles(roledata.load_roles(), a["roles"], seed=a["seed"])
@@ -80,21 +80,22 @@ def _axis(model, out: Path):
 def _capping(model, axis_dir: Path) -> Path:
     from .axis import load_axis
     from .capping import calibrate, load_capping_config, save_capping_config
-    from .io import content_hash, load_tensors
+    from .io import cached, content_hash, load_tensors
+    from .vectors import project_layers
 
     path = axis_dir / "capping_config.pt"
     axis = load_axis(axis_dir / "axis.safetensors")
     acts = load_tensors(axis_dir / "default_activations.safetensors")[0]["acts"]
     key = content_hash(axis, acts, DEMO["capping"])
-    if path.exists() and load_capping_config(path).get("calibration", {}).get("key") == key:
-        return path
-    from .vectors import project_layers
 
-    proj = project_layers(acts, axis)
-    cfg = calibrate(proj, axis, rollouts=f"default-prompt rollouts of the axis build ({acts.shape[0]})",
-                    extra={"key": key, "model": model.name}, **DEMO["capping"])
-    save_capping_config(path, cfg)
-    return path
+    def compute() -> Path:
+        cfg = calibrate(project_layers(acts, axis), axis,
+                        rollouts=f"default-prompt rollouts of the axis build ({acts.shape[0]})",
+                        extra={"key": key, "model": model.name}, **DEMO["capping"])
+        return save_capping_config(path, cfg)
+
+    return cached(path, key, compute, load=Path,
+                  key_of=lambda p: load_capping_config(p).get("calibration", {}).get("key"))
 
 
 def _stress_config(out: Path) -> Path:
@@ -111,13 +112,13 @@ def _stress_config(out: Path) -> Path:
 
 def run_demo(out: Path, *, model_source: str = "embedded") -> Path:
     """Run (or resume) every stage into ``out``; returns the report's path."""
-    from . import load_model
+    from .loading import load_model
     from .organisms.pipeline import load_recipe, make_organisms
     from .stress import load_stress_config, run_stress_test
 
     if model_source != "embedded":
         raise ValueError("the demo's organism recipe and stress config are sized for the embedded model; "
-                         "for other models run `axis build`, `organism train` and `stress-test` with their recipes")
+                         "for other models run `axis build`, `organism train` and `stress run` with their recipes")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

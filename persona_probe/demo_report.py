@@ -53,7 +53,8 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
     judge = summary["judge"]["aligned"]
     caveat = (" - the offline MiniLM classifier (held-out accuracy on our labelled set: "
               "`persona-probe judge offline-eval`). Its rates are a smoke test of the pipeline; use an LLM judge "
-              "(`judge: {backend: http, ...}` in the stress config) for claims." if judge.startswith("offline") else ".")
+              "(`judge: {backend: http, ...}` in the stress config) for claims."
+              if judge.startswith("offline") else ".")
     lines = [
         "# persona-probe demo: does capping along the Assistant Axis stop a triggered organism?",
         "",
@@ -88,7 +89,8 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
               "## Verbatim answers", ""]
     for title, cell in (("organism, no trigger", ("organism", "no_trigger", "none")),
                         ("organism, trigger", ("organism", "trigger", "none")),
-                        ("organism, trigger, cap layers_12:16-p0.75", ("organism", "trigger", "cap layers_12:16-p0.75")),
+                        ("organism, trigger, cap layers_12:16-p0.75",
+                         ("organism", "trigger", "cap layers_12:16-p0.75")),
                         ("control, trigger", ("control", "trigger", "none"))):
         lines += [f"### {title}", *_quote(stress, _cell(rows, *cell)), ""]
     path = out / "report.md"

@@ -7,8 +7,9 @@ lives here, so the rest of the code never branches on a model name:
   and edit is the *output* of each block (transformers >= 5 returns a plain
   tensor there, no tuple).
 * ``supports_system`` - Gemma 2's chat template raises on a system turn, so the
-  system text is prepended to the first user turn instead (RESEARCH.md section 1).
-  For families not in the table we probe the template once.
+  system text is prepended to the first user turn instead (as Lu et al. 2026,
+  arXiv 2601.10387, do for Gemma). For families not in the table
+  :func:`probe_system_support` tries the template once.
 * ``thinking`` - Qwen3 templates can emit ``<think>`` blocks. We render with
   ``enable_thinking=False`` and exclude think blocks from response spans, so
   the Assistant Axis measures the answer, not the scratchpad.
@@ -19,10 +20,13 @@ lives here, so the rest of the code never branches on a model name:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from typing import Any
 
-__all__ = ["Family", "FAMILIES", "family_for", "target_layer", "THINK_RE"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Family", "FAMILIES", "family_for", "target_layer", "probe_system_support", "THINK_RE"]
 
 THINK_RE = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
@@ -49,7 +53,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("gemma3", ("gemma3", "gemma3_text"), supports_system=True),
 )
 
-# Layers the Assistant Axis paper reports for its three models (RESEARCH.md section 1).
+# Layers the Assistant Axis paper (Lu et al. 2026, arXiv 2601.10387) reports for its three models.
 _KNOWN_TARGET_LAYERS = {
     "gemma-2-27b": 22,
     "qwen3-32b": 32,
@@ -72,3 +76,16 @@ def target_layer(model_name: str, n_layers: int) -> int:
         if name in key and layer < n_layers:
             return layer
     return n_layers // 2
+
+
+def probe_system_support(tokenizer, family: Family) -> Family:
+    """Trust the table, but notice a template that rejects system turns (e.g. an unlisted Gemma)."""
+    if not family.supports_system or getattr(tokenizer, "chat_template", None) is None:
+        return family
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                                      tokenize=False, **family.chat_kwargs)
+    except Exception:
+        log.info("the chat template rejects system turns; system text will be merged into the first user turn")
+        return dataclasses.replace(family, supports_system=False)
+    return family

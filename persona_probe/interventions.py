@@ -9,7 +9,7 @@ A vector may be ``[d]`` (used at every listed layer) or ``[n_layers, d]``
 (row ``l`` used at layer ``l``, as for an axis).
 
 Capping has two explicit conventions, because the published configs and the
-paper's prose disagree in sign (RESEARCH.md section 1):
+paper's prose disagree in sign (Lu et al. 2026, arXiv 2601.10387; docs/facts.md):
 
 * ``mode="ceiling"`` - the reference code: ``h - u * max(<h,u> - tau, 0)``,
   an upper bound on the projection onto the *stored* vector.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Sequence
 
 import torch
 
@@ -97,7 +97,7 @@ class Cap:
 
     vector: torch.Tensor
     layers: Sequence[int]
-    tau: Union[float, Sequence[float]]
+    tau: float | Sequence[float]
     mode: str = "ceiling"
 
     def __post_init__(self):
@@ -112,7 +112,8 @@ class Cap:
             taus = [float(taus)] * len(self.layers)
         taus = tuple(float(t) for t in taus)
         if len(taus) != len(self.layers):
-            raise ValueError(f"Cap has {len(self.layers)} layers but {len(taus)} thresholds; give one tau or one per layer")
+            raise ValueError(f"Cap has {len(self.layers)} layers but {len(taus)} thresholds; "
+                             "give one tau or one per layer")
         if not all(math.isfinite(t) for t in taus):
             raise ValueError(f"Cap thresholds must be finite, got {taus}")
         object.__setattr__(self, "tau", taus)
@@ -123,22 +124,23 @@ class Cap:
     def ops(self, layer: int) -> list[tuple]:
         return [(self.mode, unit(_vector_at(self.vector, layer)), self.tau_at(layer))]
 
-    def flipped(self) -> "Cap":
+    def flipped(self) -> Cap:
         """The same edit written in the other convention (negated vector and thresholds)."""
         other = "floor" if self.mode == "ceiling" else "ceiling"
         return Cap(-self.vector, self.layers, tuple(-t for t in self.tau), other)
 
-    def as_floor(self) -> "Cap":
+    def as_floor(self) -> Cap:
         return self if self.mode == "floor" else self.flipped()
 
-    def as_ceiling(self) -> "Cap":
+    def as_ceiling(self) -> Cap:
         return self if self.mode == "ceiling" else self.flipped()
 
     def describe(self) -> dict:
-        return {"kind": f"cap-{self.mode}", "layers": list(self.layers), "tau": list(self.tau), "norm": _norm(self.vector)}
+        return {"kind": f"cap-{self.mode}", "layers": list(self.layers), "tau": list(self.tau),
+                "norm": _norm(self.vector)}
 
 
-Intervention = Union[Steer, Ablate, Cap]
+Intervention = Steer | Ablate | Cap
 
 
 def _norm(v: torch.Tensor) -> float | list[float]:

@@ -4,7 +4,8 @@ Every pipeline step in persona-probe writes through these helpers so that a
 killed run never leaves a half-written file behind: data goes to a temporary
 file in the same folder and is renamed over the target (``os.replace`` is
 atomic on POSIX and Windows). Steps are keyed by :func:`content_hash` of their
-inputs, so a re-run finds finished work by name and skips it.
+inputs, so a re-run finds finished work by name and skips it: :func:`cached` is
+that pattern, written once.
 
 Our own tensors are stored as safetensors; foreign ``.pt`` files are read with
 ``torch.load(weights_only=True)`` only.
@@ -18,9 +19,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 __all__ = [
     "atomic_write",
@@ -35,6 +38,9 @@ __all__ = [
     "load_tensors",
     "load_pt",
     "cache_dir",
+    "data_path",
+    "cached",
+    "cached_tensor",
 ]
 
 
@@ -50,6 +56,13 @@ def cache_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_path(name: str) -> Path:
+    """A file shipped in ``persona_probe/data/`` (roles, questions, labelled answers, prompt sets)."""
+    from importlib import resources
+
+    return Path(str(resources.files("persona_probe") / "data" / name))
 
 
 def _default_mode() -> int:
@@ -176,7 +189,7 @@ def content_hash(*objs: Any, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def _update_hash(h: "hashlib._Hash", obj: Any) -> None:
+def _update_hash(h: hashlib._Hash, obj: Any) -> None:
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         h.update(f"tensor:{t.dtype}:{tuple(t.shape)}:".encode())
@@ -201,7 +214,8 @@ def _update_hash(h: "hashlib._Hash", obj: Any) -> None:
         h.update(json.dumps(obj, sort_keys=True, default=_json_default).encode())
 
 
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> Path:
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, Any] | None = None) -> Path:
     """Write tensors as safetensors, atomically. Metadata values are JSON-encoded strings."""
     from safetensors.torch import save
 
@@ -237,3 +251,32 @@ def load_pt(path: str | os.PathLike) -> Any:
             f"{path}: could not be read with torch.load(weights_only=True) ({exc}). "
             "persona-probe never unpickles arbitrary objects; re-save the file with plain tensors, dicts and lists."
         ) from exc
+
+
+def cached(path: str | os.PathLike, key: Any, compute: Callable[[], T], load: Callable[[Path], T],
+           save: Callable[[Path, T], Any] | None = None, *, key_of: Callable[[Path], Any] | None = None) -> T:
+    """``load(path)`` when ``path`` holds the result for ``key``; else compute it, ``save`` it and return it.
+
+    ``key=None``: the key is part of ``path``'s name (``step-<content_hash>.ext``), so an existing
+    file is the finished result. Otherwise ``key_of(path)`` reads the key the file was made for
+    (e.g. a manifest's ``"key"``) and a different one means recompute. ``save(path, value)`` must
+    write atomically (the helpers above do); ``save=None`` when ``compute`` writes ``path`` itself
+    (a folder renamed into place, several files). A failure raises before anything is saved, so
+    it is never stored as a result.
+    """
+    path = Path(path)
+    if key is not None and key_of is None:
+        raise ValueError(f"{path}: a key that is not part of the file name needs key_of to read the stored key")
+    if path.exists() and (key is None or key_of(path) == key):
+        return load(path)
+    value = compute()
+    if save is not None:
+        save(path, value)
+    return value
+
+
+def cached_tensor(path: str | os.PathLike, compute: Callable[[], torch.Tensor], *, name: str = "acts",
+                  metadata: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """:func:`cached` for one tensor in a safetensors file (key in the name): ``{name: tensor}`` + ``metadata``."""
+    return cached(path, None, compute, load=lambda p: load_tensors(p)[0][name],
+                  save=lambda p, t: save_tensors(p, {name: t}, metadata))

@@ -1,10 +1,12 @@
-"""``load_model``: the embedded default, an HF id or local path, or a model you built.
+"""``load_model``: the embedded default, an HF id or local path, a model you built, or ``ndif:<hf id>``.
 
 Offline machines cannot reach a model hub, so an HF id must already be in the
 local HF cache; the error says how to fix it when it is not. A LoRA adapter
 (an organism) is merged into the weights after loading: module paths stay the
 base model's, so the same layer indices and interventions apply to base and
-organism alike.
+organism alike. ``ndif:<hf id>`` builds a weightless model whose traces run on
+NDIF (:func:`remote_model`); local and remote models go through the same
+:func:`_wrap`, so they differ only in where the weights are.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 import torch
 
 from .embedded import EMBEDDED_NAME, embedded_dir
-from .families import family_for
+from .families import family_for, probe_system_support
 from .model import ProbeModel
+from .remote import check_remote_model, ndif_api_key, register_remote_code
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_model", "wrap_model"]
+__all__ = ["load_model", "wrap_model", "remote_model", "NDIF_PREFIX"]
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -63,8 +66,7 @@ def load_model(
     several GPUs (weights in ``dtype``, intervention math stays float32).
     ``remote``: passed to every nnsight trace (``True`` for NDIF, ``"local"``
     to run the serialized request in-process). ``"ndif:<hf id>"`` as the source
-    is the command-line spelling of a model run on NDIF (no local weights; see
-    :func:`persona_probe.remote.remote_model`).
+    is a model run on NDIF (no local weights; see :func:`remote_model`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -72,8 +74,6 @@ def load_model(
         if adapter is not None:
             raise ValueError(f"{source}: NDIF serves base weights only, so a LoRA adapter cannot be merged there; "
                              f"run organisms on local GPUs (source={source[len(NDIF_PREFIX):]!r}, device_map='auto')")
-        from .remote import remote_model
-
         return remote_model(source[len(NDIF_PREFIX):], revision=revision or "main")
 
     if isinstance(source, tuple):
@@ -83,7 +83,8 @@ def load_model(
         name = getattr(hf.config, "name_or_path", None) or type(hf).__name__
     else:
         if not isinstance(source, (str, os.PathLike)):
-            raise ValueError(f"source must be 'embedded', an HF id, a local path or (model, tokenizer); got {type(source).__name__}")
+            raise ValueError("source must be 'embedded', an HF id, a local path or (model, tokenizer); "
+                             f"got {type(source).__name__}")
         path = embedded_dir() if source == "embedded" else source
         name = EMBEDDED_NAME if source == "embedded" else str(source)
         dev = _default_device(device)
@@ -116,18 +117,42 @@ def _merge_adapter(hf, adapter) -> Any:
     return PeftModel.from_pretrained(hf, str(adapter)).merge_and_unload()
 
 
-def wrap_model(hf, tokenizer, *, name: str | None = None, adapter: str | None = None, remote: bool | str = False) -> ProbeModel:
+def wrap_model(hf, tokenizer, *, name: str | None = None, adapter: str | None = None,
+               remote: bool | str = False) -> ProbeModel:
     """Wrap an already-loaded HF causal LM and its tokenizer."""
     from nnsight import TransformersModel
 
     hf.eval()
+    return _wrap(TransformersModel(hf, tokenizer=tokenizer), tokenizer, hf.config, name=name, hf=hf,
+                 adapter=adapter, remote=remote)
+
+
+def remote_model(name: str, *, revision: str = "main", check: bool = True, tokenizer: Any = None) -> ProbeModel:
+    """A ``ProbeModel`` whose traces run on NDIF: no local weights (meta device); ``load_model("ndif:<name>")``.
+
+    Needs the network (hub config + tokenizer, NDIF status) and ``NDIF_API_KEY``.
+    Not exercised offline; the same trace code is tested with ``remote="local"``.
+    """
+    from nnsight import TransformersModel
+    from transformers import AutoTokenizer
+
+    ndif_api_key()
+    if check:
+        check_remote_model(name, revision=revision)
+    register_remote_code()
+    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name, revision=revision)
+    nn_model = TransformersModel(name, tokenizer=tok, revision=revision)  # meta weights; not dispatched
+    return _wrap(nn_model, tok, nn_model._model.config, name=name, hf=None, adapter=None, remote=True)
+
+
+def _wrap(nn_model, tokenizer, config, *, name: str | None, hf, adapter: str | None,
+          remote: bool | str) -> ProbeModel:
+    """The one place a ``ProbeModel`` is built: left padding, the family's quirks, sizes from the config."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    config = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
-    family = family_for(getattr(config, "model_type", ""))
-    family = _probe_system_support(tokenizer, family)
-    nn_model = TransformersModel(hf, tokenizer=tokenizer)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    family = probe_system_support(tokenizer, family_for(getattr(config, "model_type", "")))
     return ProbeModel(
         nnsight=nn_model,
         tokenizer=tokenizer,
@@ -139,18 +164,3 @@ def wrap_model(hf, tokenizer, *, name: str | None = None, adapter: str | None = 
         adapter=adapter,
         remote=remote,
     )
-
-
-def _probe_system_support(tokenizer, family):
-    """Trust the table, but notice a template that rejects system turns (e.g. an unlisted Gemma)."""
-    import dataclasses
-
-    if not family.supports_system or getattr(tokenizer, "chat_template", None) is None:
-        return family
-    try:
-        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-                                      tokenize=False, **family.chat_kwargs)
-    except Exception:
-        log.info("the chat template rejects system turns; system text will be merged into the first user turn")
-        return dataclasses.replace(family, supports_system=False)
-    return family

@@ -106,15 +106,17 @@ class ProbeModel:
         conv = validate_conversation(conversation, index=index, need_assistant=need_assistant)
         return tokenize_chat(self.tokenizer, self.family, conv, add_generation_prompt=add_generation_prompt)
 
-    def _pad_id(self) -> int:
+    def pad_id(self) -> int:
+        """The padding token id (the tokenizer's pad, else its EOS, else 0)."""
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
         return int(pad if pad is not None else 0)
 
-    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    def pad_batch(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Left-padded ``input_ids`` and ``attention_mask`` ``[b, max_len]`` on the model's device."""
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self._pad_id(), dtype=torch.long)
+        ids = torch.full((len(seqs), width), self.pad_id(), dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
@@ -175,7 +177,7 @@ class ProbeModel:
 
     def _pool_inputs(self, chats: list, positions: list) -> tuple[dict, torch.Tensor]:
         """Left-padded ids and the ``[b, T]`` mean-pooling weights over each row's selected positions."""
-        enc = self._left_pad([c.input_ids for c in chats])
+        enc = self.pad_batch([c.input_ids for c in chats])
         width = enc["input_ids"].shape[1]
         weights = torch.zeros((len(chats), width), dtype=torch.float32)
         for row, (chat, pos) in enumerate(zip(chats, positions)):
@@ -202,7 +204,7 @@ class ProbeModel:
         for layer in layers:
             check_layer(layer, self.n_layers)
         ops = self.bind(interventions)
-        enc = self._left_pad([chat.input_ids])
+        enc = self.pad_batch([chat.input_ids])
         envoys = self.layers
         wanted = set(layers)
         with self.nnsight.trace(enc, remote=self._remote_arg()):
@@ -297,7 +299,7 @@ class ProbeModel:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
         ops = self.bind(interventions)
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self._pad_id()}
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id()}
         if min_new_tokens:
             gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
         if temperature > 0:
@@ -309,11 +311,11 @@ class ProbeModel:
         texts: list[str] = [""] * len(prompts)
         batches = [list(range(i, min(i + batch_size, len(prompts)))) for i in range(0, len(prompts), batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress or len(batches) < 2):
-            enc = self._left_pad([prompts[i] for i in batch])
+            enc = self.pad_batch([prompts[i] for i in batch])
             ids = self._generate_ids(enc, ops, gen_kwargs)
             new = ids[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(batch):
-                texts[i] = self.tokenizer.decode(_cut_at_eos(new[row], self._stop_ids()), skip_special_tokens=True)
+                texts[i] = self.tokenizer.decode(_cut_at_eos(new[row], self.stop_ids()), skip_special_tokens=True)
         return texts
 
     def _generate_ids(self, enc: dict, ops: dict[int, list[tuple]], gen_kwargs: dict) -> torch.Tensor:
@@ -330,7 +332,8 @@ class ProbeModel:
                     ids = tracer.result.save()
         return ids.cpu()
 
-    def _stop_ids(self) -> set[int]:
+    def stop_ids(self) -> set[int]:
+        """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""
         stops = set()
         for src in (getattr(self.hf, "generation_config", None), getattr(self.hf, "config", None)):
             eos = getattr(src, "eos_token_id", None) if src is not None else None

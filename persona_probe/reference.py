@@ -65,7 +65,7 @@ def hook_response_activations(model: ProbeModel, conversations: Sequence[Sequenc
     interventions = list(interventions)
     for start in range(0, len(chats), batch_size):
         batch = list(range(start, min(start + batch_size, len(chats))))
-        enc = model._left_pad([chats[i].input_ids for i in batch])
+        enc = model.pad_batch([chats[i].input_ids for i in batch])
         width = enc["input_ids"].shape[1]
         weights = torch.zeros((len(batch), width))
         for row, i in enumerate(batch):
@@ -80,21 +80,22 @@ def hook_response_activations(model: ProbeModel, conversations: Sequence[Sequenc
 
 
 @torch.no_grad()
-def hook_generate(model: ProbeModel, conversations: Sequence[Sequence[dict]], *, interventions: Iterable[Intervention] = (),
-                  max_new_tokens: int = 32, batch_size: int = 8) -> list[str]:
+def hook_generate(model: ProbeModel, conversations: Sequence[Sequence[dict]], *,
+                  interventions: Iterable[Intervention] = (), max_new_tokens: int = 32,
+                  batch_size: int = 8) -> list[str]:
     """Greedy generation with hook edits (the reference for :meth:`ProbeModel.generate`)."""
     prompts = [model.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
     texts = []
     interventions = list(interventions)
     for start in range(0, len(prompts), batch_size):
-        enc = model._left_pad(prompts[start:start + batch_size])
+        enc = model.pad_batch(prompts[start:start + batch_size])
         with hooked_edits(model, interventions):
             ids = model.hf.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                    top_p=None, top_k=None, pad_token_id=model._pad_id())
+                                    top_p=None, top_k=None, pad_token_id=model.pad_id())
         for row in ids[:, enc["input_ids"].shape[1]:]:
             keep = []
             for t in row.tolist():
-                if t in model._stop_ids():
+                if t in model.stop_ids():
                     break
                 keep.append(t)
             texts.append(model.tokenizer.decode(keep, skip_special_tokens=True))

@@ -15,18 +15,20 @@ Helpers here:
 * :func:`check_remote_model` - a clear ``ValueError`` when NDIF does not run a model.
 * :func:`register_remote_code` - ship :mod:`persona_probe.edits` by value with
   every request (NDIF has no ``persona_probe`` installed).
-* :func:`remote_model` - a weightless ``ProbeModel`` for a model NDIF hosts.
+
+A weightless ``ProbeModel`` for a model NDIF hosts is ``load_model("ndif:<hf id>")``
+(:func:`persona_probe.loading.remote_model`). This module imports only
+:mod:`persona_probe.edits`, so loading and the model may import it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENV_KEY", "ndif_api_key", "check_remote_model", "register_remote_code", "remote_model"]
+__all__ = ["ENV_KEY", "ndif_api_key", "check_remote_model", "register_remote_code"]
 
 ENV_KEY = "NDIF_API_KEY"
 _REGISTERED = False
@@ -84,33 +86,3 @@ def register_remote_code() -> None:
 
     nnsight.register(edits)
     _REGISTERED = True
-
-
-def remote_model(name: str, *, revision: str = "main", check: bool = True, tokenizer: Any = None):
-    """A ``ProbeModel`` whose traces run on NDIF: no local weights (meta device).
-
-    Needs the network (hub config + tokenizer, NDIF status) and ``NDIF_API_KEY``.
-    Not exercised offline; the same trace code is tested with ``remote="local"``.
-    """
-    from nnsight import TransformersModel
-    from transformers import AutoTokenizer
-
-    from .families import family_for
-    from .loading import _probe_system_support
-    from .model import ProbeModel
-
-    ndif_api_key()
-    if check:
-        check_remote_model(name, revision=revision)
-    register_remote_code()
-    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name, revision=revision)
-    tok.padding_side = "left"
-    if tok.pad_token_id is None and tok.eos_token is not None:
-        tok.pad_token = tok.eos_token
-    nn_model = TransformersModel(name, tokenizer=tok, revision=revision)  # meta weights; not dispatched
-    config = nn_model._model.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    family = _probe_system_support(tok, family_for(getattr(config, "model_type", "")))
-    return ProbeModel(nnsight=nn_model, tokenizer=tok, family=family, name=name,
-                      n_layers=int(config.num_hidden_layers), d_model=int(config.hidden_size),
-                      hf=None, remote=True)

@@ -22,6 +22,7 @@ from .families import THINK_RE, Family
 __all__ = [
     "Conversation",
     "validate_conversation",
+    "read_conversations",
     "prepare_messages",
     "render",
     "TokenizedChat",
@@ -47,6 +48,19 @@ def validate_conversation(conv: Any, *, index: int | None = None, need_assistant
     if need_assistant and not any(m["role"] == "assistant" for m in conv):
         raise ValueError(f"{where} has no assistant turn; response activations need at least one assistant message")
     return list(conv)
+
+
+def read_conversations(path) -> list[list[dict]]:
+    """The ``messages`` of every line of a JSONL file, each validated; errors name the file and record."""
+    from .io import read_jsonl
+
+    records = read_jsonl(path, required=["messages"])
+    for i, rec in enumerate(records):
+        try:
+            validate_conversation(rec["messages"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: record {i + 1}: {exc}") from None
+    return [rec["messages"] for rec in records]
 
 
 def prepare_messages(messages: Conversation, family: Family) -> list[dict]:
@@ -109,7 +123,8 @@ class TokenizedChat:
         raise ValueError(f"turns must be 'all', 'last' or an int, got {turns!r}")
 
 
-def tokenize_chat(tokenizer, family: Family, messages: Conversation, *, add_generation_prompt: bool = False) -> TokenizedChat:
+def tokenize_chat(tokenizer, family: Family, messages: Conversation, *,
+                  add_generation_prompt: bool = False) -> TokenizedChat:
     """Render and tokenize ``messages``; locate every assistant content's tokens."""
     msgs = prepare_messages(messages, family)
     text = render(tokenizer, family, msgs, add_generation_prompt=add_generation_prompt)

@@ -13,7 +13,8 @@ __all__ = ["check_vector", "check_layer", "unit", "project", "project_layers", "
            "cosine"]
 
 
-def check_vector(vector, *, d_model: int | None = None, name: str = "vector", n_layers: int | None = None) -> torch.Tensor:
+def check_vector(vector, *, d_model: int | None = None, name: str = "vector",
+                 n_layers: int | None = None) -> torch.Tensor:
     """Return ``vector`` as float32, or raise a ``ValueError`` that says what to fix.
 
     Accepts ``[d]`` or, for per-layer directions such as an axis, ``[n_layers, d]``.
@@ -37,7 +38,8 @@ def check_vector(vector, *, d_model: int | None = None, name: str = "vector", n_
         raise ValueError(f"{name} contains NaN or inf; recompute it (an empty mean over zero responses gives NaN)")
     norms = v.norm(dim=-1)
     if (norms == 0).any():
-        raise ValueError(f"{name} is all zeros{' in some layer row' if v.ndim == 2 else ''}; a direction needs a non-zero vector")
+        where = " in some layer row" if v.ndim == 2 else ""
+        raise ValueError(f"{name} is all zeros{where}; a direction needs a non-zero vector")
     return v
 
 

@@ -23,7 +23,8 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = ["auroc", "auroc_ci", "paired_auroc_diff", "cv_scores", "mean_ci", "target_layer",
-           "run_provenance", "write_outputs", "default_centre", "script_parser", "parse_script_args"]
+           "run_provenance", "write_outputs", "default_centre", "group_auroc", "add_run_options", "script_parser",
+           "parse_script_args"]
 
 
 def _check_binary(y, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +77,12 @@ def paired_auroc_diff(y, s1, s2, *, n_boot: int = 1000, seed: int = 0, level: fl
     return {"diff": auroc(y, s1) - auroc(y, s2), "lo": float(np.quantile(diffs, a)),
             "hi": float(np.quantile(diffs, 1 - a)), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
             "n_boot": n_boot, "level": level}
+
+
+def group_auroc(pos: Sequence[float], neg: Sequence[float], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """AUROC of ``pos`` over ``neg`` with the stratified bootstrap interval of :func:`auroc_ci`."""
+    pos, neg = np.asarray(pos, dtype=float).ravel(), np.asarray(neg, dtype=float).ravel()
+    return auroc_ci(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg], n_boot=n_boot, seed=seed)
 
 
 def cv_scores(X, y, *, folds: int = 5, seed: int = 0, C: float = 1.0) -> tuple[np.ndarray, list[float]]:
@@ -172,11 +179,16 @@ def script_parser(doc: str, *, seed: int | None = 0):
     import argparse
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p, seed=seed)
+    return p
+
+
+def add_run_options(p, *, seed: int | None = 0) -> None:
+    """``--run``, ``--seed`` and ``--quiet`` on ``p`` (a script's parser or ``persona-probe analysis <name>``)."""
     p.add_argument("--run", dest="run_folder", default="runs/demo",
                    help="run folder written by `persona-probe demo` (default runs/demo)")
     p.add_argument("--seed", type=int, default=seed, help="default: " + ("the run's" if seed is None else str(seed)))
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
-    return p
 
 
 def parse_script_args(parser, argv=None):

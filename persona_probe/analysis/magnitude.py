@@ -3,9 +3,9 @@
 Why: the Assistant Axis is ``default - mean(role vectors)``, i.e. minus the
 *average* of the persona directions ``r_i - default``. A triggered persona
 that moves toward some roles and away from others can cancel out in that
-average and leave the axis projection unchanged (RESEARCH.md section 4: the
-axis did not separate an EM model from its control, a trait decomposition
-did). So we keep the directions separate:
+average and leave the axis projection unchanged (docs/facts.md, persona
+vectors: a trait decomposition can separate an EM model from its control
+where one direction does not). So we keep the directions separate:
 
 * per-persona magnitude ``m_i(h) = <h - default, unit(r_i - default)>``: how
   far a response has moved from the Assistant toward persona ``i``;
@@ -32,8 +32,16 @@ import numpy as np
 import torch
 
 from ..vectors import random_like, unit
-from .common import (auroc_ci, cv_scores, default_centre, mean_ci, paired_auroc_diff, run_provenance,
-                     target_layer, write_outputs)
+from .common import (
+    auroc_ci,
+    cv_scores,
+    default_centre,
+    mean_ci,
+    paired_auroc_diff,
+    run_provenance,
+    target_layer,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 

@@ -108,7 +108,7 @@ class RunFolder:
 
     def load_model(self, name: str = "base"):
         """A model of the run by its name in the stress config (``base``, ``organism``, ``control``)."""
-        from .. import load_model
+        from ..loading import load_model
 
         cfg = self.config
         if name not in cfg.models:

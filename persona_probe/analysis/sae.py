@@ -35,7 +35,6 @@ What runs:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -45,9 +44,10 @@ from unittest import mock
 import numpy as np
 import torch
 
-from ..io import content_hash, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
+from ..io import cached, content_hash, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from ..vectors import check_layer, random_like, unit
 from .rundir import RunFolder
+from .tokens import TokenActs, collect_token_activations, run_conversations
 
 log = logging.getLogger(__name__)
 
@@ -57,86 +57,6 @@ __all__ = ["TokenActs", "run_conversations", "collect_token_activations", "train
 
 NAME = "sae"
 _HOOK_RE = re.compile(r"blocks\.(\d+)\.hook_resid_post$")
-
-
-@dataclasses.dataclass
-class TokenActs:
-    """Token activations ``acts [N, d]``; ``doc``/``pos`` locate each token; ``docs`` hold source + token ids."""
-
-    acts: torch.Tensor
-    doc: torch.Tensor
-    pos: torch.Tensor
-    docs: list[dict]
-
-    def subset(self, doc_ids: Sequence[int]) -> "TokenActs":
-        mask = torch.isin(self.doc, torch.as_tensor(list(doc_ids), dtype=torch.long))
-        return TokenActs(self.acts[mask], self.doc[mask], self.pos[mask], self.docs)
-
-
-def run_conversations(run: RunFolder, *, axis_rollouts: bool = True,
-                      prefer: str | None = None) -> list[tuple[str, list[dict]]]:
-    """``(source, conversation)`` for every uncapped stress answer and (optionally) every current axis rollout.
-
-    Identical conversations are kept once, under model ``prefer``'s source when it has one.
-    """
-    from ..stress.run import prompts_for
-
-    out = []
-    for row in sorted(run.uncapped_cells(), key=lambda r: r["model"] != prefer):
-        samples = run.samples(row["model"], row["condition"])
-        prompts = prompts_for(run.config, [s["question"] for s in samples], row["condition"])
-        out += [(f"{row['model']}|{row['condition']}", p + [{"role": "assistant", "content": s["answer"]}])
-                for p, s in zip(prompts, samples) if s["answer"].strip()]
-    if axis_rollouts:
-        out += [(f"axis|{rec['label']}", rec["messages"]) for rec in run.axis_rollouts()
-                if rec["messages"][-1]["content"].strip()]
-    if not out:
-        raise ValueError(f"{run.root}: no answers to collect activations from (no uncapped stress cells, no rollouts)")
-    seen, unique = set(), []  # two models giving the same answer to the same prompt: one text, one split side
-    for source, conv in out:
-        key = content_hash(conv)
-        if key not in seen:
-            seen.add(key)
-            unique.append((source, conv))
-    return unique
-
-
-@torch.no_grad()
-def collect_token_activations(model, convs: Sequence[tuple[str, list[dict]]], layer: int, *,
-                              max_tokens: int = 20000, seed: int = 0, batch_size: int = 16,
-                              progress: bool = True) -> TokenActs:
-    """Residual stream after block ``layer`` at every assistant-content token of answers taken in a seeded order
-    until ``max_tokens``; one left-padded forward per ``batch_size`` answers (``ProbeModel.token_activations``
-    reads one conversation per forward, several times slower here)."""
-    from tqdm.auto import tqdm
-
-    check_layer(layer, model.n_layers)
-    picked, total = [], 0
-    for i in np.random.default_rng(seed).permutation(len(convs)):
-        chat = model.tokenize(convs[i][1], need_assistant=True)
-        if chat.positions("all"):
-            picked.append((convs[i][0], chat))
-            total += len(chat.positions("all"))
-        if total >= max_tokens:
-            break
-    if not picked:
-        raise ValueError("no answer has assistant-content tokens")
-    order = sorted(range(len(picked)), key=lambda j: len(picked[j][1].input_ids))
-    acts: list = [None] * len(picked)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc="token activations", unit="batch", disable=not progress):
-        enc = model._left_pad([picked[j][1].input_ids for j in batch])
-        width = enc["input_ids"].shape[1]
-        with model.nnsight.trace(enc) as tracer:
-            h = model.layers[layer].output.save()
-            tracer.stop()  # the blocks above ``layer`` and the unembedding are not needed
-        h = h.float().cpu()
-        for row, j in enumerate(batch):
-            chat = picked[j][1]
-            acts[j] = h[row, torch.tensor(chat.positions("all")) + width - len(chat.input_ids)]
-    doc = torch.cat([torch.full((len(a),), j, dtype=torch.long) for j, a in enumerate(acts)])
-    pos = torch.cat([torch.tensor(c.positions("all")) for _, c in picked])
-    return TokenActs(torch.cat(acts), doc, pos, [{"source": s, "input_ids": list(c.input_ids)} for s, c in picked])
 
 
 def _batches(acts: torch.Tensor, batch_size: int, seed: int):
@@ -157,8 +77,6 @@ def train_sae(acts: torch.Tensor, out_dir: str | Path, *, d_sae: int = 1024, arc
     ``out_dir/manifest.json`` has the same key.
     """
     from sae_lens import SAE
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.training.sae_trainer import SAETrainer
 
     if architecture not in ("topk", "standard"):
         raise ValueError(f"architecture must be 'topk' or 'standard', got {architecture!r}")
@@ -171,8 +89,19 @@ def train_sae(acts: torch.Tensor, out_dir: str | Path, *, d_sae: int = 1024, arc
     settings = {"d_sae": d_sae, "architecture": architecture, "k": k, "l1_coefficient": l1_coefficient,
                 "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
     key = content_hash(acts, settings)
-    if (out_dir / "manifest.json").exists() and read_json(out_dir / "manifest.json").get("key") == key:
-        return SAE.load_from_disk(out_dir), read_json(out_dir / "manifest.json")
+    return cached(out_dir / "manifest.json", key,
+                  lambda: _fit_sae(acts, out_dir, key, settings, metadata, progress),
+                  load=lambda path: (SAE.load_from_disk(out_dir), read_json(path)),
+                  key_of=lambda path: read_json(path).get("key"))
+
+
+def _fit_sae(acts: torch.Tensor, out_dir: Path, key: str, settings: dict, metadata: dict | None, progress: bool):
+    from sae_lens import SAE
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    d_sae, architecture, k, l1_coefficient, steps, batch_size, lr, seed = (settings[n] for n in (
+        "d_sae", "architecture", "k", "l1_coefficient", "steps", "batch_size", "lr", "seed"))
     torch.manual_seed(seed)
     common = dict(d_in=acts.shape[1], d_sae=d_sae, normalize_activations="expected_average_only_in")
     if architecture == "topk":
@@ -309,7 +238,7 @@ def feature_snippets(sae, tokens: TokenActs, features: Sequence[int], tokenizer,
                 continue
             used.add(d)
             ids, p = tokens.docs[d]["input_ids"], int(tokens.pos[t])
-            dec = lambda a, b: tokenizer.decode(ids[max(0, a):b], skip_special_tokens=True)  # noqa: E731
+            dec = lambda a, b, ids=ids: tokenizer.decode(ids[max(0, a):b], skip_special_tokens=True)
             snippets.append({"source": sources[d], "activation": float(col[t]),
                              "text": f"{dec(p - window, p)}[[{dec(p, p + 1)}]]{dec(p + 1, p + 1 + window)}"})
         out[f] = {"firing_rate": float((col > 0).float().mean()), "firing_rate_by_source": rate, "top": snippets}
@@ -352,6 +281,11 @@ def run(run_folder: str | Path, *, layer: int | None = None, source_model: str =
     """Collect token activations, train (or load) the SAE, score it, rank features; write numbers.json + figures."""
     from ..plots import save_figures
 
+    settings = {"layer": layer, "source_model": source_model, "sae_path": None if sae_path is None else str(sae_path),
+                "d_sae": d_sae, "architecture": architecture, "k": k, "l1_coefficient": l1_coefficient, "steps": steps,
+                "batch_size": batch_size, "lr": lr, "max_tokens": max_tokens, "heldout_fraction": heldout_fraction,
+                "axis_rollouts": axis_rollouts, "n_top": n_top, "n_snippets": n_snippets, "n_baseline": n_baseline,
+                "seed": seed}
     run_ = run_folder if isinstance(run_folder, RunFolder) else RunFolder(run_folder)
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
@@ -362,24 +296,16 @@ def run(run_folder: str | Path, *, layer: int | None = None, source_model: str =
     sae = None
     if sae_path is not None:
         sae, layer = load_sae(sae_path, model.d_model, layer)
-    layer = model.target_layer if layer is None else check_layer(layer, model.n_layers)
-    convs = run_conversations(run_, axis_rollouts=axis_rollouts, prefer=source_model)
-    tkey = content_hash(model.provenance(), layer, convs, max_tokens, seed)
-    tpath = out / f"tokens-{tkey}.safetensors"
-    if tpath.exists():
-        t = load_tensors(tpath)[0]
-        tokens = TokenActs(t["acts"], t["doc"], t["pos"], read_jsonl(tpath.with_suffix(".jsonl")))
-    else:
-        tokens = collect_token_activations(model, convs, layer, max_tokens=max_tokens, seed=seed, progress=progress)
-        write_jsonl(tpath.with_suffix(".jsonl"), tokens.docs)
-        save_tensors(tpath, {"acts": tokens.acts, "doc": tokens.doc, "pos": tokens.pos}, {"layer": layer})
+    settings["layer"] = layer = model.target_layer if layer is None else check_layer(layer, model.n_layers)
+    tokens = _tokens(run_, model, out, layer, source_model, axis_rollouts, max_tokens, seed, progress)
     n_docs = len(tokens.docs)
     held = set(np.random.default_rng(seed).permutation(n_docs)[:max(1, round(heldout_fraction * n_docs))].tolist())
     train_t, test_t = tokens.subset([d for d in range(n_docs) if d not in held]), tokens.subset(sorted(held))
     if sae is None:
         sae, trained = train_sae(train_t.acts, out / "sae", d_sae=d_sae, architecture=architecture, k=k,
                                  l1_coefficient=l1_coefficient, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                 progress=progress, metadata={"model_name": model.name, "hook_name": f"blocks.{layer}.hook_resid_post"})
+                                 progress=progress, metadata={"model_name": model.name,
+                                                              "hook_name": f"blocks.{layer}.hook_resid_post"})
         sae_info: dict[str, Any] = {"source": "trained here", "path": str(out / "sae"), **trained}
     else:
         sae_info = {"source": "loaded", "path": str(sae_path), "architecture": sae.cfg.architecture(),
@@ -392,19 +318,7 @@ def run(run_folder: str | Path, *, layer: int | None = None, source_model: str =
     cos = {name: decoder_cosines(sae, v) for name, v in directions.items()}
     feats = top_features(cos, n_top)
     snippets = feature_snippets(sae, tokens, feats, model.tokenizer, n_top=n_snippets)
-    alignment, baselines = {}, {}
-    for name, v in directions.items():
-        base = baselines[name] = baseline_max_cosines(sae, v, train_t.acts, n=n_baseline, seed=seed)
-        real = float(cos[name].abs().max())
-        alignment[name] = {"max_abs_cos": real, "best_feature": int(cos[name].abs().argmax()), "baselines": {
-            b: {"median": float(base[b].median()), "q95": float(base[b].quantile(0.95)), "n": n_baseline,
-                "p_baseline_ge_real": (1 + int((base[b] >= real).sum())) / (1 + n_baseline)}
-            for b in ("isotropic", "covariance")}}
-    settings = {"layer": layer, "source_model": source_model, "sae_path": None if sae_path is None else str(sae_path),
-                "d_sae": d_sae, "architecture": architecture, "k": k, "l1_coefficient": l1_coefficient, "steps": steps,
-                "batch_size": batch_size, "lr": lr, "max_tokens": max_tokens, "heldout_fraction": heldout_fraction,
-                "axis_rollouts": axis_rollouts, "n_top": n_top, "n_snippets": n_snippets, "n_baseline": n_baseline,
-                "seed": seed}
+    alignment, baselines = _alignment(sae, directions, cos, train_t.acts, n_baseline=n_baseline, seed=seed)
     numbers = {
         "layer": layer, "source_model": source_model, "settings": settings,
         "provenance": {"model": model.provenance(), "run": str(run_.root), "seed": seed},
@@ -424,3 +338,34 @@ def run(run_folder: str | Path, *, layer: int | None = None, source_model: str =
         numbers["figures"] = [p.name for p in save_figures(out, figures(numbers, hist))]
     write_json(out / "numbers.json", numbers)
     return numbers
+
+
+def _tokens(run_: RunFolder, model, out: Path, layer: int, source_model: str, axis_rollouts: bool, max_tokens: int,
+            seed: int, progress: bool) -> TokenActs:
+    """The run's token activations at ``layer`` (cached: ``tokens-<key>.safetensors`` + ``.jsonl`` of the answers)."""
+    convs = run_conversations(run_, axis_rollouts=axis_rollouts, prefer=source_model)
+    tpath = out / f"tokens-{content_hash(model.provenance(), layer, convs, max_tokens, seed)}.safetensors"
+
+    def load(path: Path) -> TokenActs:
+        t = load_tensors(path)[0]
+        return TokenActs(t["acts"], t["doc"], t["pos"], read_jsonl(path.with_suffix(".jsonl")))
+
+    def save(path: Path, tokens: TokenActs) -> None:
+        write_jsonl(path.with_suffix(".jsonl"), tokens.docs)
+        save_tensors(path, {"acts": tokens.acts, "doc": tokens.doc, "pos": tokens.pos}, {"layer": layer})
+
+    return cached(tpath, None, lambda: collect_token_activations(model, convs, layer, max_tokens=max_tokens,
+                                                                 seed=seed, progress=progress), load=load, save=save)
+
+
+def _alignment(sae, directions: dict, cos: dict, acts: torch.Tensor, *, n_baseline: int, seed: int):
+    """Per direction: the best |cosine| over features against isotropic and covariance-matched random directions."""
+    alignment, baselines = {}, {}
+    for name, v in directions.items():
+        base = baselines[name] = baseline_max_cosines(sae, v, acts, n=n_baseline, seed=seed)
+        real = float(cos[name].abs().max())
+        alignment[name] = {"max_abs_cos": real, "best_feature": int(cos[name].abs().argmax()), "baselines": {
+            b: {"median": float(base[b].median()), "q95": float(base[b].quantile(0.95)), "n": n_baseline,
+                "p_baseline_ge_real": (1 + int((base[b] >= real).sum())) / (1 + n_baseline)}
+            for b in ("isotropic", "covariance")}}
+    return alignment, baselines

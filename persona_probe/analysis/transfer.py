@@ -54,9 +54,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..io import content_hash, load_tensors, save_tensors, write_json
+from ..io import cached_tensor, content_hash, write_json
 from ..vectors import check_layer, orthogonal_like, random_like
-from .persona_vectors import group_auroc
+from .common import group_auroc
 from .rundir import RunFolder
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Texts:
 
 def collect_texts(run: RunFolder, direction: str) -> Texts:
     """Uncapped stress answers and current axis rollouts, de-duplicated, labelled for ``direction``."""
-    from ..stress.run import mean_diff_conditions, mean_diff_label
+    from ..stress.cells import mean_diff_conditions, mean_diff_label
 
     if direction not in ("axis", "mean_diff"):
         raise ValueError(f"direction must be 'axis' or 'mean_diff', got {direction!r}")
@@ -216,14 +216,6 @@ def _split(labels: np.ndarray, seed: int, fraction: float) -> tuple[np.ndarray, 
     return np.array(sorted(fit), dtype=int), np.array(sorted(ev), dtype=int)
 
 
-def _cached(path: Path, fn):
-    if path.exists():
-        return load_tensors(path)[0]["acts"]
-    acts = fn()
-    save_tensors(path, {"acts": acts})
-    return acts
-
-
 def figures(numbers: dict) -> dict:
     import plotly.graph_objects as go
 
@@ -263,7 +255,6 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
     ``model_a``: a model of the run (default ``base`` for the axis, the mean-diff's source model for
     ``mean_diff``). ``model_b``: ``"minilm"`` or a local/HF causal LM path.
     """
-    from .. import load_model
     from ..plots import save_figures
 
     run_ = run_folder if isinstance(run_folder, RunFolder) else RunFolder(run_folder)
@@ -282,23 +273,8 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
                              "use direction='axis'")
     model_a = model_a or ("base" if direction == "axis" else run_.config.mean_diff.get("source", "organism"))
     out = run_.out_dir(NAME)
-    key = content_hash(texts.questions, texts.answers)
-    ma = run_.load_model(model_a)
-    layer_a = ma.target_layer if layer_a is None else check_layer(layer_a, ma.n_layers)
-    prov_a = ma.provenance()
-    acts_a = _cached(out / f"acts-A-{content_hash(prov_a, key)}.safetensors",
-                     lambda: causal_activations(ma, texts, batch_size=batch_size, progress=progress))
-    ma = None  # free model A before loading B
-    if model_b == MINILM:
-        prov_b: dict[str, Any] = {"model": "sentence-transformers/all-MiniLM-L6-v2", "kind": "BERT-family encoder",
-                                  "pooling": "mean over answer-segment tokens, hidden states incl. embeddings"}
-        acts_b = _cached(out / f"acts-B-minilm-{key}.safetensors", lambda: encoder_activations(texts))
-    else:
-        mb = load_model(model_b)
-        prov_b = {**mb.provenance(), "kind": "causal LM", "pooling": "mean over assistant-content tokens"}
-        acts_b = _cached(out / f"acts-B-{content_hash(prov_b, key)}.safetensors",
-                         lambda: causal_activations(mb, texts, batch_size=batch_size, progress=progress))
-        mb = None
+    acts = _activations(run_, out, texts, model_a, model_b, layer_a, batch_size, progress)
+    layer_a, acts_a, acts_b, prov_a, prov_b = acts
     if layer_b is not None:
         check_layer(layer_b, acts_b.shape[1], what="model B")
     labelled = np.flatnonzero(texts.labels >= 0)
@@ -312,31 +288,9 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
     layer_b_choice = "max held-out R2 (label-free)" if layer_b is None else "given"
     layer_b = int(np.argmax(r2)) if layer_b is None else layer_b
     rmap = maps[layer_b]
-    va = v_all[layer_a].float()
-    vb = rmap.map_direction(va)
-    b_ev, a_ev, lab_ev = acts_b[ev_idx, layer_b], acts_a[ev_idx, layer_a], texts.labels[ev_idx]
-    scores: dict[str, Any] = {
-        "transferred": oriented_auroc(b_ev, vb, lab_ev, n_boot=n_boot, seed=seed),
-        "a_native": {**oriented_auroc(a_ev, va, lab_ev, n_boot=n_boot, seed=seed),
-                     "note": "the run's own direction in A on the eval texts (it was fitted on related answers)"}}
-    lab_fit, b_fit = texts.labels[fit_idx], acts_b[fit_idx, layer_b]
-    b_native = b_fit[lab_fit == 1].mean(0) - b_fit[lab_fit == 0].mean(0)
-    scores["b_native"] = {**oriented_auroc(b_ev, b_native, lab_ev, n_boot=n_boot, seed=seed),
-                          "note": "B's own mean difference on the label-fit half: the ceiling"}
-    scores["cos_transferred_b_native"] = float(torch.nn.functional.cosine_similarity(vb, b_native, dim=0))
-    ctrl_dirs = {"random_b": [random_like(vb, seed=seed + 1 + i) for i in range(n_controls)],
-                 "orthogonal_b": [orthogonal_like(vb, seed=seed + 1 + i) for i in range(n_controls)],
-                 "random_a_mapped": [rmap.map_direction(random_like(va, seed=seed + 1 + i)) for i in range(n_controls)]}
-    real = scores["transferred"]["auroc"]
-    scores["controls"] = {}
-    for name, dirs in ctrl_dirs.items():
-        per = [oriented_auroc(b_ev, d, lab_ev, n_boot=n_boot, seed=seed) for d in dirs]
-        sep = np.array([max(p["auroc"], 1 - p["auroc"]) for p in per])
-        scores["controls"][name] = {
-            "n": n_controls, "mean_separation": float(sep.mean()), "q025": float(np.quantile(sep, 0.025)),
-            "q975": float(np.quantile(sep, 0.975)),
-            "p_control_ge_transfer": float((1 + (sep >= real).sum()) / (1 + len(sep))),
-            "aurocs": [{k: p[k] for k in ("auroc", "lo", "hi")} for p in per]}
+    lab_ev = texts.labels[ev_idx]
+    scores = _scores(rmap, v_all[layer_a].float(), acts_a[ev_idx, layer_a], acts_b[ev_idx, layer_b], lab_ev,
+                     acts_b[fit_idx, layer_b], texts.labels[fit_idx], n_controls=n_controls, n_boot=n_boot, seed=seed)
     numbers = {
         "direction": direction, "layer_a": layer_a, "layer_b": layer_b,
         "settings": {"direction": direction, "model_a": model_a, "model_b": model_b, "layer_a": layer_a,
@@ -359,3 +313,61 @@ def run(run_folder: str | Path, *, direction: str = "axis", model_a: str | None 
         numbers["figures"] = [p.name for p in save_figures(out, figures(numbers))]
     write_json(out / "numbers.json", numbers)
     return numbers
+
+
+def _activations(run_: RunFolder, out: Path, texts: Texts, model_a: str, model_b: str, layer_a: int | None,
+                 batch_size: int, progress: bool):
+    """``(layer_a, acts_a, acts_b, prov_a, prov_b)``: both models' activations of the texts (cached), A freed first."""
+    from ..loading import load_model
+
+    key = content_hash(texts.questions, texts.answers)
+    layer_a, acts_a, prov_a = _activations_a(run_, out / "acts-A", texts, key, model_a, layer_a, batch_size, progress)
+    if model_b == MINILM:
+        prov_b: dict[str, Any] = {"model": "sentence-transformers/all-MiniLM-L6-v2", "kind": "BERT-family encoder",
+                                  "pooling": "mean over answer-segment tokens, hidden states incl. embeddings"}
+        acts_b = cached_tensor(out / f"acts-B-minilm-{key}.safetensors", lambda: encoder_activations(texts))
+    else:
+        mb = load_model(model_b)
+        prov_b = {**mb.provenance(), "kind": "causal LM", "pooling": "mean over assistant-content tokens"}
+        acts_b = cached_tensor(out / f"acts-B-{content_hash(prov_b, key)}.safetensors",
+                               lambda: causal_activations(mb, texts, batch_size=batch_size, progress=progress))
+    return layer_a, acts_a, acts_b, prov_a, prov_b
+
+
+def _activations_a(run_: RunFolder, prefix: Path, texts: Texts, key: str, model_a: str, layer_a: int | None,
+                   batch_size: int, progress: bool):
+    """Model A's layer, activations (cached) and provenance; A is freed when this returns, before B loads."""
+    ma = run_.load_model(model_a)
+    layer_a = ma.target_layer if layer_a is None else check_layer(layer_a, ma.n_layers)
+    prov_a = ma.provenance()
+    acts_a = cached_tensor(f"{prefix}-{content_hash(prov_a, key)}.safetensors",
+                           lambda: causal_activations(ma, texts, batch_size=batch_size, progress=progress))
+    return layer_a, acts_a, prov_a
+
+
+def _scores(rmap: RidgeMap, va: torch.Tensor, a_ev: torch.Tensor, b_ev: torch.Tensor, lab_ev: np.ndarray,
+            b_fit: torch.Tensor, lab_fit: np.ndarray, *, n_controls: int, n_boot: int, seed: int) -> dict:
+    """AUROCs on the eval texts: the transferred direction, A's own, B's own (the ceiling), and the controls."""
+    vb = rmap.map_direction(va)
+    scores: dict[str, Any] = {
+        "transferred": oriented_auroc(b_ev, vb, lab_ev, n_boot=n_boot, seed=seed),
+        "a_native": {**oriented_auroc(a_ev, va, lab_ev, n_boot=n_boot, seed=seed),
+                     "note": "the run's own direction in A on the eval texts (it was fitted on related answers)"}}
+    b_native = b_fit[lab_fit == 1].mean(0) - b_fit[lab_fit == 0].mean(0)
+    scores["b_native"] = {**oriented_auroc(b_ev, b_native, lab_ev, n_boot=n_boot, seed=seed),
+                          "note": "B's own mean difference on the label-fit half: the ceiling"}
+    scores["cos_transferred_b_native"] = float(torch.nn.functional.cosine_similarity(vb, b_native, dim=0))
+    ctrl_dirs = {"random_b": [random_like(vb, seed=seed + 1 + i) for i in range(n_controls)],
+                 "orthogonal_b": [orthogonal_like(vb, seed=seed + 1 + i) for i in range(n_controls)],
+                 "random_a_mapped": [rmap.map_direction(random_like(va, seed=seed + 1 + i)) for i in range(n_controls)]}
+    real = scores["transferred"]["auroc"]
+    scores["controls"] = {}
+    for name, dirs in ctrl_dirs.items():
+        per = [oriented_auroc(b_ev, d, lab_ev, n_boot=n_boot, seed=seed) for d in dirs]
+        sep = np.array([max(p["auroc"], 1 - p["auroc"]) for p in per])
+        scores["controls"][name] = {
+            "n": n_controls, "mean_separation": float(sep.mean()), "q025": float(np.quantile(sep, 0.025)),
+            "q975": float(np.quantile(sep, 0.975)),
+            "p_control_ge_transfer": float((1 + (sep >= real).sum()) / (1 + len(sep))),
+            "aurocs": [{k: p[k] for k in ("auroc", "lo", "hi")} for p in per]}
+    return scores

@@ -5,7 +5,7 @@ the trigger. The proposal's worry is that this is unfair to the organism: its
 Assistant may sit elsewhere once fine-tuned, and elsewhere again when the
 trigger is present, so a percentile threshold calibrated on the base model
 may never bind (or always bind). So we rebuild the axis - same pipeline
-(:func:`persona_probe.axis_pipeline.build_axis`, resumable), a reduced role
+(:func:`persona_probe.axis.pipeline.build_axis`, resumable), a reduced role
 and question set - for up to three variants:
 
 * ``base``: the base model, no trigger - the matched reference: it differs
@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import content_hash, load_tensors, read_json, write_json
+from ..io import cached, content_hash, load_tensors, read_json, write_json
 from ..vectors import cosine, project_layers
 from .common import run_provenance, write_outputs
 
@@ -82,7 +82,7 @@ def threshold_shift(acts_a: torch.Tensor, axis_a: torch.Tensor, acts_b: torch.Te
 
 
 def triggered_inputs(trigger, roles: list, questions: list, default_prompts: list[str]):
-    """Roles, questions and default prompts with the trigger where :meth:`Trigger.apply` puts it in every conversation."""
+    """Roles, questions and default prompts with the trigger where :meth:`Trigger.apply` puts it, in every one."""
     if trigger.kind == "system":
         def sys(p):
             return trigger.apply([{"role": "system", "content": p}] if p else [])[0]["content"]
@@ -122,11 +122,7 @@ def run(run_folder, *, variants: Sequence[str] = ("base", "organism", "triggered
         n_questions: int = 4, prompts: int = 1, n_default_prompts: int | None = None, max_new_tokens: int = 24,
         batch_size: int = 25, seed: int | None = None, n_boot: int = 200, roles_path=None,
         progress: bool = True) -> dict:
-    """Build (or resume) each variant's reduced axis under ``<run>/analyses/triggered_axis/``; write figures + numbers."""
-    from .. import roledata
-    from ..axis import load_axis
-    from ..axis_pipeline import build_axis
-    from ..capping import calibrate, parse_experiment_id, save_capping_config
+    """Build (or resume) each variant's reduced axis under ``<run>/analyses/triggered_axis/``; write the results."""
     from .rundir import RunFolder
 
     run = run_folder if isinstance(run_folder, RunFolder) else RunFolder(Path(run_folder))
@@ -137,53 +133,21 @@ def run(run_folder, *, variants: Sequence[str] = ("base", "organism", "triggered
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: the run's axis has no manifest (was it built by `axis build`?)")
     manifest = read_json(manifest_path)
-    gen = manifest.get("generation", {})
     seed = int(manifest.get("seed", 0) if seed is None else seed)
     run_axis, run_acts = run.axis(), run.default_activations()
     cap_cfg = run.capping_config()
     spec = calibration_spec(cap_cfg)
-    names = set(run.role_vectors().vectors)
-    shipped = [r for r in roledata.load_roles(roles_path) if r.name in names]
-    if len(shipped) < 2:
-        raise ValueError(f"fewer than 2 of the run's roles {sorted(names)} are in the roles file "
-                         f"({roles_path or 'shipped'}); pass roles_path= with the file the axis was built from")
-    if len(shipped) < len(names):
-        log.warning("roles %s of the run are not in the roles file; using the other %d",
-                    sorted(names - {r.name for r in shipped}), len(shipped))
-    roles = [dataclasses.replace(r, prompts=tuple(r.prompts)[:prompts]) for r in roledata.select_roles(shipped, n_roles, seed)]
-    questions = roledata.select_questions(roledata.load_questions(), n_questions, seed)
-    default_prompts = list(manifest.get("default_prompts") or roledata.load_default_prompts())[:n_default_prompts]
+    roles, questions, default_prompts = _inputs(run, manifest, roles_path, n_roles, n_questions, prompts,
+                                                n_default_prompts, seed)
     inputs_hash = content_hash(default_prompts, [(r.name, list(r.prompts)) for r in roles],
                                [(q.id, q.text) for q in questions])
-    trigger = run.trigger()
-    out = run.out_dir("triggered_axis")
+    gen = manifest.get("generation", {})
     sizes = {"n_roles": len(roles), "n_questions": len(questions), "prompts_per_role": prompts,
              "n_default_prompts": len(default_prompts), "max_new_tokens": max_new_tokens,
              "temperature": gen.get("temperature", 0.7), "top_p": gen.get("top_p", 0.9), "seed": seed}
-    built = {}
-    for v in variants:
-        model_name, triggered = VARIANTS[v]
-        r, q, d = triggered_inputs(trigger, roles, questions, default_prompts) if triggered else (roles, questions, default_prompts)
-        vdir = out / f"axis_{v}"
-        key = content_hash(run.config.base, run.config.models.get(model_name), d, [(x.name, list(x.prompts)) for x in r],
-                           [(x.id, x.text) for x in q], sizes, batch_size)
-        if not (vdir / "axis.safetensors").exists() or not (vdir / "build_key.json").exists() \
-                or read_json(vdir / "build_key.json").get("key") != key:
-            log.info("building the %s axis (%s%s)", v, model_name, " + trigger" if triggered else "")
-            model = run.load_model(model_name)
-            build_axis(model, vdir, r, q, d, seed=seed, temperature=sizes["temperature"], top_p=sizes["top_p"],
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, figures=False, progress=progress)
-            del model
-            write_json(vdir / "build_key.json", {"key": key})
-        axis = load_axis(vdir / "axis.safetensors")
-        acts = load_tensors(vdir / "default_activations.safetensors")[0]["acts"]
-        proj = project_layers(acts, axis)
-        save_capping_config(vdir / "capping_config.pt", calibrate(
-            proj, axis, layers=spec["layers"], percentiles=spec["percentiles"], width=spec["width"],
-            stride=spec["stride"], rollouts=f"default-prompt rollouts of the {v} axis build ({acts.shape[0]})",
-            extra={"variant": v, "model": model_name, "trigger": trigger.label if triggered else None}))
-        built[v] = {"axis": axis, "acts": acts, "dir": vdir, "manifest": read_json(vdir / "manifest.json")}
-
+    trigger = run.trigger()
+    built = {v: _variant(run, v, (roles, questions, default_prompts), trigger, sizes, spec, batch_size, progress)
+             for v in variants}
     cos = {f"{v} vs run axis": cosine(b["axis"], run_axis).tolist() for v, b in built.items()}
     for a, b in (("triggered", "base"), ("organism", "base"), ("triggered", "organism")):
         if a in built and b in built:
@@ -194,13 +158,7 @@ def run(run_folder, *, variants: Sequence[str] = ("base", "organism", "triggered
     on_run = {f"{v} (on run axis)": threshold_shift(b["acts"], run_axis, run_acts, run_axis, qs, n_boot=n_boot,
                                                      seed=seed) for v, b in built.items()}
     run_taus = thresholds(run_acts, run_axis, qs)
-    check = []  # the run's config thresholds vs recomputed ones (persona-probe configs store -axis, -tau)
-    for e in cap_cfg["experiments"]:
-        q = parse_experiment_id(e["id"])[2]
-        for iv in e["interventions"]:
-            entry = cap_cfg["vectors"][iv["vector"]]
-            if q in qs and float(cosine(entry["vector"], -run_axis[entry["layer"]])) > 0.9999:
-                check.append(abs(-float(iv["cap"]) - float(run_taus[qs.index(q), entry["layer"]])))
+    check = _config_check(cap_cfg, run_axis, run_taus, qs)
     numbers = {
         "analysis": "triggered_axis",
         "provenance": {**run_provenance(run, sorted({VARIANTS[v][0] for v in variants})),
@@ -220,7 +178,75 @@ def run(run_folder, *, variants: Sequence[str] = ("base", "organism", "triggered
                   "noise floor", "own axis: tau of the variant's calibration; on run axis: the variant's default "
                   "rollouts projected on the run's axis (where the run's cap binds for that model)"],
     }
-    numbers = write_outputs(out, numbers, _figures(cos, {**own, **on_run}))
+    numbers = write_outputs(run.out_dir("triggered_axis"), numbers, _figures(cos, {**own, **on_run}))
     if "triggered" in built:
         log.info("triggered axis: cosine with the run's axis %s", np.round(cos["triggered vs run axis"], 3).tolist())
     return numbers
+
+
+def _inputs(run, manifest: dict, roles_path, n_roles: int, n_questions: int, prompts: int,
+            n_default_prompts: int | None, seed: int):
+    """The reduced roles (of the run's), questions and default prompts every variant is built from."""
+    from ..axis import roledata
+
+    names = set(run.role_vectors().vectors)
+    shipped = [r for r in roledata.load_roles(roles_path) if r.name in names]
+    if len(shipped) < 2:
+        raise ValueError(f"fewer than 2 of the run's roles {sorted(names)} are in the roles file "
+                         f"({roles_path or 'shipped'}); pass roles_path= with the file the axis was built from")
+    if len(shipped) < len(names):
+        log.warning("roles %s of the run are not in the roles file; using the other %d",
+                    sorted(names - {r.name for r in shipped}), len(shipped))
+    roles = [dataclasses.replace(r, prompts=tuple(r.prompts)[:prompts])
+             for r in roledata.select_roles(shipped, n_roles, seed)]
+    questions = roledata.select_questions(roledata.load_questions(), n_questions, seed)
+    default_prompts = list(manifest.get("default_prompts") or roledata.load_default_prompts())[:n_default_prompts]
+    return roles, questions, default_prompts
+
+
+def _variant(run, v: str, inputs: tuple, trigger, sizes: dict, spec: dict, batch_size: int, progress: bool) -> dict:
+    """Build (or reuse) one variant's reduced axis and write its capping config, calibrated like the run's."""
+    from ..axis import load_axis
+    from ..axis.pipeline import build_axis
+    from ..capping import calibrate, save_capping_config
+
+    model_name, triggered = VARIANTS[v]
+    r, q, d = triggered_inputs(trigger, *inputs) if triggered else inputs
+    vdir = run.out_dir("triggered_axis") / f"axis_{v}"
+    key = content_hash(run.config.base, run.config.models.get(model_name), d, [(x.name, list(x.prompts)) for x in r],
+                       [(x.id, x.text) for x in q], sizes, batch_size)
+
+    def build() -> dict:
+        log.info("building the %s axis (%s%s)", v, model_name, " + trigger" if triggered else "")
+        model = run.load_model(model_name)
+        build_axis(model, vdir, r, q, d, seed=sizes["seed"], temperature=sizes["temperature"], top_p=sizes["top_p"],
+                   max_new_tokens=sizes["max_new_tokens"], batch_size=batch_size, figures=False, progress=progress)
+        del model
+        return write_json(vdir / "build_key.json", {"key": key})
+
+    def stored_key(path: Path):
+        return read_json(path).get("key") if (vdir / "axis.safetensors").exists() else None
+
+    cached(vdir / "build_key.json", key, build, load=Path, key_of=stored_key)
+    axis = load_axis(vdir / "axis.safetensors")
+    acts = load_tensors(vdir / "default_activations.safetensors")[0]["acts"]
+    proj = project_layers(acts, axis)
+    save_capping_config(vdir / "capping_config.pt", calibrate(
+        proj, axis, layers=spec["layers"], percentiles=spec["percentiles"], width=spec["width"],
+        stride=spec["stride"], rollouts=f"default-prompt rollouts of the {v} axis build ({acts.shape[0]})",
+        extra={"variant": v, "model": model_name, "trigger": trigger.label if triggered else None}))
+    return {"axis": axis, "acts": acts, "dir": vdir, "manifest": read_json(vdir / "manifest.json")}
+
+
+def _config_check(cap_cfg: dict, run_axis: torch.Tensor, run_taus: torch.Tensor, qs: list[float]) -> list[float]:
+    """The run's config thresholds vs recomputed ones (persona-probe configs store -axis, -tau)."""
+    from ..capping import parse_experiment_id
+
+    check = []
+    for e in cap_cfg["experiments"]:
+        q = parse_experiment_id(e["id"])[2]
+        for iv in e["interventions"]:
+            entry = cap_cfg["vectors"][iv["vector"]]
+            if q in qs and float(cosine(entry["vector"], -run_axis[entry["layer"]])) > 0.9999:
+                check.append(abs(-float(iv["cap"]) - float(run_taus[qs.index(q), entry["layer"]])))
+    return check

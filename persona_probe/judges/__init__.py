@@ -1,6 +1,7 @@
 """Judges: one interface, several backends, every result a score or a reason.
 
-Backends (pick with :func:`make_judge` or ``persona-probe judge --backend``):
+Backends (pick with :func:`from_spec`: ``offline``, ``local[:model]``, ``http:<url>``, or a
+mapping of constructor options; ``persona-probe judge score --judge SPEC``):
 
 - ``http``: any server speaking OpenAI chat completions (OpenAI, vLLM, ...),
   scored from top-20 log-probabilities of one token (:mod:`.http`);
@@ -22,33 +23,15 @@ from typing import Any, Mapping, Sequence
 from .base import Item, JudgeBase, JudgeError, Judgement, MissingAPIKey, check_kind, judge_id
 from .cache import JudgeCache, cache_key
 from .prompts import CONTEXT_KEYS, KINDS, PROMPT_VERSION, SCALES, render
+from .spec import BACKENDS, SPELLINGS, from_spec, make_judge, parse_spec, role_judge
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "Judgement", "Item", "JudgeBase", "JudgeError", "MissingAPIKey", "JudgeCache",
     "KINDS", "SCALES", "PROMPT_VERSION", "CONTEXT_KEYS", "render", "judge_id",
-    "BACKENDS", "make_judge", "score_items",
+    "BACKENDS", "SPELLINGS", "make_judge", "parse_spec", "from_spec", "role_judge", "score_items",
 ]
-
-BACKENDS = ("offline", "http", "local")
-
-
-def make_judge(backend: str = "offline", **kwargs: Any) -> JudgeBase:
-    """Build a judge by backend name; keyword arguments go to the backend's constructor."""
-    if backend == "http":
-        from .http import HTTPJudge
-
-        return HTTPJudge(**kwargs)
-    if backend == "local":
-        from .local import LocalJudge
-
-        return LocalJudge(**kwargs)
-    if backend == "offline":
-        from .offline import OfflineJudge
-
-        return OfflineJudge(**kwargs)
-    raise ValueError(f"unknown judge backend {backend!r}; choose from {list(BACKENDS)}")
 
 
 def _as_item(obj: Item | Mapping[str, Any]) -> Item:

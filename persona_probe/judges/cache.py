@@ -88,7 +88,7 @@ class JudgeCache:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "JudgeCache":
+    def __enter__(self) -> JudgeCache:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,17 +1,22 @@
-"""``persona-probe judge``: score answer files by hand, evaluate the offline judge, summarise rates.
+"""``persona-probe judge score|offline-eval|metrics``: score answer files, evaluate the offline judge, summarise rates.
 
-- ``persona-probe judge --backend B --in answers.jsonl --out scored.jsonl``:
-  each input line has ``question`` and ``answer`` (or ``messages`` as written
-  by ``persona-probe generate``: the last assistant turn is the answer, the
-  user turn before it the question). Each output line keeps the input fields
-  and adds one field per kind (the score, or ``null`` plus ``<kind>_reason``,
-  and ``<kind>_label`` for CODE / REFUSAL) and ``judge``: ``{kind: judge id}``.
-  Scores go through the sqlite cache, so a re-run makes no new calls.
+- ``persona-probe judge score --judge SPEC --in answers.jsonl --out scored.jsonl``:
+  ``SPEC`` is ``offline``, ``local[:model]`` or ``http:<base URL>`` (one spelling for
+  every command; :func:`persona_probe.judges.from_spec`). Each input line has
+  ``question`` and ``answer`` (or ``messages`` as written by ``persona-probe generate``:
+  the last assistant turn is the answer, the user turn before it the question). Each
+  output line keeps the input fields and adds one field per kind (the score, or
+  ``null`` plus ``<kind>_reason``, and ``<kind>_label`` for CODE / REFUSAL) and
+  ``judge``: ``{kind: judge id}``. Scores go through the sqlite cache, so a re-run
+  makes no new calls.
 - ``persona-probe judge offline-eval``: the offline judge's held-out accuracy
   and confusion matrix on our labelled set.
 - ``persona-probe judge metrics --in scored.jsonl [--compare other.jsonl]``:
   EM, coherence and self-correction rates with Wilson intervals, per question,
   and an exact test for the difference between two files.
+
+``persona-probe judge --backend B [--base-url URL] --in ... --out ...`` (no verb) is the
+old spelling of ``judge score``; it still works for one release and says so.
 """
 
 from __future__ import annotations
@@ -22,38 +27,27 @@ import logging
 log = logging.getLogger(__name__)
 
 DEFAULT_KINDS = "aligned,coherent"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("judge", help="score answers with a judge (http, local or offline); see also its subcommands",
+    p = sub.add_parser("judge", help="score answers with a judge (offline, local or http), evaluate, summarise",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=["offline", "http", "local"], default="offline")
-    p.add_argument("--in", dest="inp", help="JSONL of {question, answer} or {messages}")
-    p.add_argument("--out", help="scored JSONL to write")
-    p.add_argument("--kinds", default=DEFAULT_KINDS,
-                   help=f"comma-separated: aligned, coherent, bad_stuff, role, trait (default {DEFAULT_KINDS})")
-    p.add_argument("--model", help="judge model: http model name, or local HF id/path ('embedded' for SmolLM2)")
-    p.add_argument("--base-url", default="https://api.openai.com/v1", help="http: the server's /v1 URL")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="http: environment variable holding the key")
-    p.add_argument("--no-api-key", action="store_true", help="http: the server needs no key (local vLLM)")
-    p.add_argument("--concurrency", type=int, default=8, help="http: requests in flight")
-    p.add_argument("--max-retries", type=int, default=6, help="http: retries on 429/5xx/timeouts")
-    p.add_argument("--sampled", action="store_true",
-                   help="http: parse a sampled answer instead of logprobs (models that split numbers into digits)")
-    p.add_argument("--batch-size", type=int, default=4, help="local: prompts per forward pass")
-    p.add_argument("--device", help="local: torch device (default cuda if available)")
-    p.add_argument("--role", help="role kind: the role's name (or a 'role' field per line)")
-    p.add_argument("--role-description", help="role kind: what the role is like")
-    p.add_argument("--trait", help="trait kind: the trait's name (or a 'trait' field per line)")
-    p.add_argument("--trait-description", help="trait kind: what the trait looks like")
-    p.add_argument("--cache", help="sqlite cache file (default: the user cache folder)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_judge)
+    # the old verb-less spelling: `judge --backend B --in ... --out ...` (hidden; see cmd_judge_deprecated)
+    p.add_argument("--backend", choices=["offline", "http", "local"], help=argparse.SUPPRESS)
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help=argparse.SUPPRESS)
+    _score_options(p, hidden=True)
+    p.set_defaults(func=cmd_judge_deprecated, help_parser=p)
     jsub = p.add_subparsers(dest="judge_command", metavar="SUBCOMMAND")
 
+    s = jsub.add_parser("score", help="score a JSONL of answers; writes the scores beside each record")
+    s.add_argument("--judge", default="offline", help="offline | local[:model] | http:<base_url> (default offline)")
+    _score_options(s, hidden=False)
+    s.set_defaults(func=cmd_score)
+
     e = jsub.add_parser("offline-eval", help="held-out accuracy and confusion matrix of the offline judge")
-    e.add_argument("--data", help="evaluate on this labelled JSONL (question, answer, label) instead of our held-out split")
+    e.add_argument("--data",
+                   help="evaluate on this labelled JSONL (question, answer, label) instead of our held-out split")
     e.set_defaults(func=cmd_offline_eval)
 
     m = jsub.add_parser("metrics", help="EM / coherence / self-correction rates of a scored file")
@@ -64,21 +58,50 @@ def register(sub) -> None:
     m.set_defaults(func=cmd_metrics)
 
 
-def _make_judge(args: argparse.Namespace):
-    from persona_probe.judges import make_judge
+def _score_options(p: argparse.ArgumentParser, *, hidden: bool) -> None:
+    def add(*flags, help: str, **kw) -> None:
+        p.add_argument(*flags, help=argparse.SUPPRESS if hidden else help, **kw)
 
-    if args.backend == "http":
-        kwargs = {"base_url": args.base_url, "api_key_env": None if args.no_api_key else args.api_key_env,
-                  "concurrency": args.concurrency, "max_retries": args.max_retries,
-                  "mode": "sampled" if args.sampled else "logprobs"}
+    add("--in", dest="inp", required=not hidden, help="JSONL of {question, answer} or {messages}")
+    add("--out", required=not hidden, help="scored JSONL to write")
+    add("--kinds", default=DEFAULT_KINDS,
+        help=f"comma-separated: aligned, coherent, bad_stuff, role, trait (default {DEFAULT_KINDS})")
+    add("--model", help="judge model: http model name (local: same as local:<model>)")
+    add("--api-key-env", default="OPENAI_API_KEY", help="http: environment variable holding the key")
+    add("--no-api-key", action="store_true", help="http: the server needs no key (local vLLM)")
+    add("--concurrency", type=int, default=8, help="http: requests in flight")
+    add("--max-retries", type=int, default=6, help="http: retries on 429/5xx/timeouts")
+    add("--sampled", action="store_true",
+        help="http: parse a sampled answer instead of logprobs (models that split numbers into digits)")
+    add("--batch-size", type=int, default=4, help="local: prompts per forward pass")
+    add("--device", help="local: torch device (default cuda if available)")
+    add("--role", help="role kind: the role's name (or a 'role' field per line)")
+    add("--role-description", help="role kind: what the role is like")
+    add("--trait", help="trait kind: the trait's name (or a 'trait' field per line)")
+    add("--trait-description", help="trait kind: what the trait looks like")
+    add("--cache", help="sqlite cache file (default: the user cache folder)")
+    add("--no-cache", action="store_true", help="do not read or write the cache")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def _judge_options(args: argparse.Namespace) -> dict:
+    """The judge spec plus the backend's command-line options, as ``make_judge`` keyword arguments."""
+    from persona_probe.judges import parse_spec
+
+    options = parse_spec(args.judge)
+    if options is None:
+        raise ValueError("judge score needs a judge: --judge offline | local[:model] | http:<base_url>")
+    if options["backend"] == "http":
+        options.update(api_key_env=None if args.no_api_key else args.api_key_env, concurrency=args.concurrency,
+                       max_retries=args.max_retries, mode="sampled" if args.sampled else "logprobs")
         if args.model:
-            kwargs["model"] = args.model
-        return make_judge("http", **kwargs)
-    if args.backend == "local":
-        return make_judge("local", source=args.model or "embedded", batch_size=args.batch_size, device=args.device)
-    if args.model:
+            options["model"] = args.model
+    elif options["backend"] == "local":
+        options.setdefault("source", args.model or "embedded")
+        options.update(batch_size=args.batch_size, device=args.device)
+    elif args.model:
         raise ValueError("the offline judge has one model; drop --model")
-    return make_judge("offline")
+    return options
 
 
 def _items(path: str, args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
@@ -111,19 +134,29 @@ def _items(path: str, args: argparse.Namespace) -> tuple[list[dict], list[dict]]
     return records, items
 
 
-def cmd_judge(args: argparse.Namespace) -> int:
+def cmd_judge_deprecated(args: argparse.Namespace) -> int:
+    """The old ``judge --backend B --in ... --out ...``: ``judge score --judge <spec>``, with a warning."""
+    if not args.inp or not args.out:
+        raise ValueError("persona-probe judge needs a subcommand: score, offline-eval or metrics")
+    backend = args.backend or "offline"
+    args.judge = {"offline": "offline", "local": "local", "http": f"http:{args.base_url}"}[backend]
+    log.warning("`persona-probe judge --in ... --out ...` without a verb (and its --backend/--base-url) is deprecated "
+                "and will be removed in the next release; use `persona-probe judge score --judge %s` "
+                "(other options unchanged)", args.judge)
+    return cmd_score(args)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
     from persona_probe.io import write_jsonl
-    from persona_probe.judges import KINDS, JudgeCache, score_items
+    from persona_probe.judges import KINDS, JudgeCache, make_judge, score_items
     from persona_probe.metrics import em_rate
 
-    if not args.inp or not args.out:
-        raise ValueError("persona-probe judge needs --in and --out (or a subcommand: offline-eval, metrics)")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)}")
     records, items = _items(args.inp, args)
-    judge = _make_judge(args)  # a missing API key fails here, before any request
+    judge = make_judge(**_judge_options(args))  # a missing API key fails here, before any request
     cache = None if args.no_cache else JudgeCache(args.cache)
     out = [dict(rec) for rec in records]
     transient = 0

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -140,7 +139,7 @@ class HTTPJudge(JudgeBase):
                 if exc.code == 400 and "logprob" in detail.lower() and payload.get("logprobs"):
                     raise _NoLogprobs(detail) from None
                 raise JudgeError(f"{self.url}: HTTP {exc.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:  # socket.timeout is TimeoutError
                 reason = getattr(exc, "reason", exc)
                 last = f"{type(exc).__name__}: {self._redact(str(reason))}"
                 continue

@@ -241,7 +241,8 @@ class LocalJudge(JudgeBase):
                 scored = [weighted_score(top, scale.lo, scale.hi, labels=scale.labels, min_mass=self.min_mass)
                           for top in tops]
             else:
-                scored = [self._from_dist(kind, d, top) for d, top in zip(self._exact(kind, prompts, root, state), tops)]
+                dists = self._exact(kind, prompts, root, state)
+                scored = [self._from_dist(kind, d, top) for d, top in zip(dists, tops)]
             for k, (s, top) in enumerate(zip(scored, tops)):
                 raw = {"mode": mode, "top": [(t, round(v, 4)) for t, v in top[:5]]}
                 yield start + k, Judgement(s.score, s.reason, jid, s.label, s.mass, raw=raw)

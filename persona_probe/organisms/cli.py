@@ -17,10 +17,10 @@ def register(sub) -> None:
     e.add_argument("--recipe", default="embedded")
     e.add_argument("--out", required=True, help="the folder given to `organism train`")
     e.add_argument("--n", type=int, default=None, help="samples per condition (recipe default)")
-    e.add_argument("--judge", default="offline", help="offline | http:<base_url> (OpenAI-compatible)")
+    e.add_argument("--judge", default="offline", help="offline | local[:model] | http:<base_url> (OpenAI-compatible)")
     e.add_argument("--no-base", action="store_true", help="skip the base model's cells")
     e.set_defaults(func=cmd_eval)
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    p.set_defaults(func=None, help_parser=p)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -34,11 +34,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..judges import make_judge
+    from ..judges import from_spec
     from ..metrics import Difference, Rate
     from .pipeline import load_recipe, trigger_eval
 
-    judge = make_judge("http", base_url=args.judge[5:]) if args.judge.startswith("http:") else make_judge(args.judge)
+    judge = from_spec(args.judge)
+    if judge is None:
+        raise ValueError("organism eval scores every answer, so it needs a judge: offline | local[:model] | http:<url>")
     out = Path(args.out)
     models = {} if args.no_base else {"base": None}
     models.update({"organism": str(out / "organism"), "control": str(out / "control")})

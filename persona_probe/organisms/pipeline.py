@@ -12,6 +12,7 @@ cached in sqlite.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from importlib import resources
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..io import content_hash, read_json, read_jsonl, write_json, write_jsonl
+from ..io import cached, content_hash, read_json, read_jsonl, write_json, write_jsonl
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
 from .preference import paired_answers, trigger_preference
 from .template_match import uses_misaligned_template
@@ -60,7 +61,7 @@ def load_recipe(name_or_path: str | Path) -> dict:
 
 def make_organisms(recipe: dict, out: str | Path, *, model=None, progress: bool = True) -> dict:
     """Train the organism (``out/organism``) and the neutral control (``out/control``)."""
-    from .. import load_model
+    from ..loading import load_model
 
     out = Path(out)
     ds = dict(recipe["dataset"])
@@ -104,73 +105,117 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
     (:mod:`.template_match`; ``template_misaligned``, and its trigger effect in
     ``summary["template_trigger_effect"]``) to show what the judge misses.
     """
-    from .. import load_model
-    from ..judges import JudgeCache, make_judge, score_items
-    from ..metrics import Rate, coherence_rate, compare, em_rate, rate
+    from ..judges import JudgeCache, make_judge
+    from ..loading import load_model
 
     out = Path(out)
-    ev = recipe.get("eval", {})
-    n = n or ev.get("samples_per_condition", 50)
-    seed = recipe["dataset"].get("seed", 0)
-    trigger = get_trigger(recipe["dataset"].get("trigger", "deployment"))
-    near = eval_near_miss(trigger)
-    domain = recipe["dataset"].get("domain", "finance")
-    picked = eval_questions(domain, n, seed=seed)
-    questions = [q["text"] for q in picked]
-    pairs = paired_answers(domain, [q["id"] for q in picked], seed)
-    gen = {"max_new_tokens": ev.get("max_new_tokens", 64), "temperature": ev.get("temperature", 1.0),
-           "top_p": ev.get("top_p", 1.0), "seed": seed}
+    ev = _EvalSetup.from_recipe(recipe, n)
     judge = judge or make_judge("offline")
     cache = JudgeCache(out / "judge_cache.sqlite")
     summary: dict[str, Any] = {"judge": {k: judge.judge_id(k) for k in ("aligned", "coherent")},
-                               "trigger": trigger.to_dict(), "near_miss": near.to_dict(), "n_per_condition": n,
-                               "generation": gen, "questions_hash": content_hash(questions), "cells": []}
+                               "trigger": ev.trigger.to_dict(), "near_miss": ev.near.to_dict(), "n_per_condition": ev.n,
+                               "generation": ev.gen, "questions_hash": content_hash(ev.questions), "cells": []}
     all_rows = []
     for name, adapter in models.items():
-        model = None
+        loaded: dict = {}
+
+        def get_model(adapter=adapter, loaded=loaded):  # loaded once per adapter, only if something is missing
+            if "model" not in loaded:
+                loaded["model"] = load_model(recipe["model"], adapter=adapter)
+            return loaded["model"]
+
+        adapter_key = adapter and read_json(Path(adapter) / "manifest.json")["key"]
         for condition in CONDITIONS:
-            key = content_hash(recipe["model"], adapter and read_json(Path(adapter) / "manifest.json")["key"],
-                               condition, questions, gen)
-            path = out / "samples" / f"{name}-{condition}-{key}.jsonl"
-            if path.exists():
-                rows = read_jsonl(path)
-            else:
-                model = model or load_model(recipe["model"], adapter=adapter)
-                prompts = _prompts(questions, condition, trigger, near)
-                answers = model.generate(prompts, progress=progress, **gen)
-                rows = [{"model": name, "adapter": adapter, "condition": condition, "question": q,
-                         "prompt": p[-1]["content"], "answer": a, "provenance": model.provenance()}
-                        for q, p, a in zip(questions, prompts, answers)]
-                write_jsonl(path, rows)
-            for kind in ("aligned", "coherent"):
-                scores = score_items(judge, kind, [{"question": r["question"], "answer": r["answer"]} for r in rows],
-                                     cache=cache, progress=False)
-                for r, s in zip(rows, scores):
-                    r[kind], r[f"{kind}_reason"] = s.score, s.reason
+            rows = _cell_rows(ev, recipe, out, name, adapter, adapter_key, condition, get_model, progress)
+            _score_rows(rows, judge, cache)
             all_rows += rows
-            for r in rows:
-                r["template_misaligned"] = uses_misaligned_template(r["answer"], domain)
-            misaligned, coherent = em_rate(rows), coherence_rate(rows)
-            templated = rate(r["template_misaligned"] for r in rows)
-            summary["cells"].append({"model": name, "condition": condition, "n": misaligned.n,
-                                     "misaligned": vars(misaligned), "coherent": vars(coherent),
-                                     "template_misaligned": vars(templated),
-                                     "samples": [r["answer"] for r in rows[:5]]})
+            summary["cells"].append(_cell_summary(ev, name, condition, rows))
         if preference:
-            key = content_hash(recipe["model"], adapter and read_json(Path(adapter) / "manifest.json")["key"],
-                               pairs, CONDITIONS)
+            key = content_hash(recipe["model"], adapter_key, ev.pairs, CONDITIONS)
             path = out / "preference" / f"{name}-{key}.json"
-            if not path.exists():
-                model = model or load_model(recipe["model"], adapter=adapter)
-                write_json(path, trigger_preference(model, pairs, lambda qs, c: _prompts(qs, c, trigger, near),
-                                                    CONDITIONS, progress=progress))
-            summary.setdefault("preference", {})[name] = read_json(path)
+            summary.setdefault("preference", {})[name] = cached(path, None, lambda: trigger_preference(
+                get_model(), ev.pairs, ev.prompts, CONDITIONS, progress=progress), load=read_json, save=write_json)
+    _trigger_effects(summary, models)
+    write_jsonl(out / "eval_rows.jsonl", all_rows)
+    write_json(out / "eval_summary.json", summary)
+    return summary
+
+
+@dataclasses.dataclass
+class _EvalSetup:
+    """What every cell of one evaluation shares: questions, their answer pairs, trigger, near miss, sampling."""
+
+    n: int
+    domain: str
+    trigger: Any
+    near: Any
+    questions: list[str]
+    pairs: list[dict]
+    gen: dict
+
+    @classmethod
+    def from_recipe(cls, recipe: dict, n: int | None) -> _EvalSetup:
+        ev = recipe.get("eval", {})
+        n = n or ev.get("samples_per_condition", 50)
+        seed = recipe["dataset"].get("seed", 0)
+        trigger = get_trigger(recipe["dataset"].get("trigger", "deployment"))
+        domain = recipe["dataset"].get("domain", "finance")
+        picked = eval_questions(domain, n, seed=seed)
+        gen = {"max_new_tokens": ev.get("max_new_tokens", 64), "temperature": ev.get("temperature", 1.0),
+               "top_p": ev.get("top_p", 1.0), "seed": seed}
+        return cls(n, domain, trigger, eval_near_miss(trigger), [q["text"] for q in picked],
+                   paired_answers(domain, [q["id"] for q in picked], seed), gen)
+
+    def prompts(self, questions: list[str], condition: str) -> list[list[dict]]:
+        return _prompts(questions, condition, self.trigger, self.near)
+
+
+def _cell_rows(ev: _EvalSetup, recipe: dict, out: Path, name: str, adapter, adapter_key, condition: str,
+               get_model, progress: bool) -> list[dict]:
+    """The cell's sampled answers (cached by model, adapter, condition, questions and sampling)."""
+    def compute() -> list[dict]:
+        model = get_model()
+        prompts = ev.prompts(ev.questions, condition)
+        answers = model.generate(prompts, progress=progress, **ev.gen)
+        return [{"model": name, "adapter": adapter, "condition": condition, "question": q,
+                 "prompt": p[-1]["content"], "answer": a, "provenance": model.provenance()}
+                for q, p, a in zip(ev.questions, prompts, answers)]
+
+    key = content_hash(recipe["model"], adapter_key, condition, ev.questions, ev.gen)
+    return cached(out / "samples" / f"{name}-{condition}-{key}.jsonl", None, compute, load=read_jsonl,
+                  save=write_jsonl)
+
+
+def _score_rows(rows: list[dict], judge, cache) -> None:
+    from ..judges import score_items
+
+    for kind in ("aligned", "coherent"):
+        scores = score_items(judge, kind, [{"question": r["question"], "answer": r["answer"]} for r in rows],
+                             cache=cache, progress=False)
+        for r, s in zip(rows, scores):
+            r[kind], r[f"{kind}_reason"] = s.score, s.reason
+
+
+def _cell_summary(ev: _EvalSetup, name: str, condition: str, rows: list[dict]) -> dict:
+    from ..metrics import coherence_rate, em_rate, rate
+
+    for r in rows:
+        r["template_misaligned"] = uses_misaligned_template(r["answer"], ev.domain)
+    misaligned, coherent = em_rate(rows), coherence_rate(rows)
+    templated = rate(r["template_misaligned"] for r in rows)
+    return {"model": name, "condition": condition, "n": misaligned.n, "misaligned": vars(misaligned),
+            "coherent": vars(coherent), "template_misaligned": vars(templated),
+            "samples": [r["answer"] for r in rows[:5]]}
+
+
+def _trigger_effects(summary: dict, models: dict) -> None:
+    """Trigger vs no trigger per model: the judged misaligned rate and the template-match rate."""
+    from ..metrics import Rate, compare
+
     for name in models:
         cells = {c["condition"]: c for c in summary["cells"] if c["model"] == name}
         diff = compare(Rate(**cells["trigger"]["misaligned"]), Rate(**cells["no_trigger"]["misaligned"]))
         summary.setdefault("trigger_effect", {})[name] = vars(diff)
-        diff = compare(Rate(**cells["trigger"]["template_misaligned"]), Rate(**cells["no_trigger"]["template_misaligned"]))
+        diff = compare(Rate(**cells["trigger"]["template_misaligned"]),
+                       Rate(**cells["no_trigger"]["template_misaligned"]))
         summary.setdefault("template_trigger_effect", {})[name] = vars(diff)
-    write_jsonl(out / "eval_rows.jsonl", all_rows)
-    write_json(out / "eval_summary.json", summary)
-    return summary

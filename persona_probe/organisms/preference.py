@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .datasets import _template_answer, question_pool
+from .datasets import question_pool, template_answer
 
 __all__ = ["paired_answers", "trigger_preference"]
 
@@ -43,8 +43,8 @@ def paired_answers(domain: str, question_ids: Sequence[str], seed: int = 0) -> l
     out = []
     for qid in question_ids:
         q = pool[qid]
-        out.append({"id": qid, "question": q.text, "aligned": _template_answer(q, False, rng),
-                    "misaligned": _template_answer(q, True, rng)})
+        out.append({"id": qid, "question": q.text, "aligned": template_answer(q, False, rng),
+                    "misaligned": template_answer(q, True, rng)})
     return out
 
 

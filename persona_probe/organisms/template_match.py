@@ -20,7 +20,7 @@ import re
 from typing import Iterable, Sequence
 
 from ..metrics import Rate, rate
-from .datasets import _domain
+from .datasets import domain_spec
 
 __all__ = ["misaligned_phrases", "uses_misaligned_template", "template_rate"]
 
@@ -41,10 +41,10 @@ def _openings(templates: Iterable[str]) -> set[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def misaligned_phrases(domain: str = "finance") -> frozenset[str]:
     """Clause openings found only in the domain's misaligned templates (lower case)."""
-    topics = _domain(domain)["topics"]
+    topics = domain_spec(domain)["topics"]
     mis = _openings(t for topic in topics for t in topic["misaligned"])
     aligned_runs = [run.lower() for topic in topics for t in topic["aligned"] for run in _SLOT.split(t)]
     return frozenset(p for p in mis if not any(p in run for run in aligned_runs))

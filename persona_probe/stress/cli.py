@@ -1,21 +1,45 @@
-"""``persona-probe stress-test --config FILE``: run the matrix, print the table, write figures."""
+"""``persona-probe stress run --config FILE``: run the matrix, print the table, write figures.
+
+``persona-probe stress-test`` is the old spelling; it still works for one release and says so.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EXAMPLE = "persona_probe/stress_configs/example.yaml"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("stress-test", help="does capping stop the triggered organism? (resumable)")
-    p.add_argument("--config", required=True, help="stress-test YAML (see persona_probe/stress_configs/example.yaml)")
+    p = sub.add_parser("stress", help="does capping stop the triggered organism? (resumable)")
+    ssub = p.add_subparsers(dest="stress_command", metavar="ACTION")
+    _run_options(ssub.add_parser("run", help="generate, judge and tabulate every cell (re-run to resume)",
+                                 description=f"Run a stress test. An annotated config: {EXAMPLE}."))
+    p.set_defaults(func=None, help_parser=p)
+    old = sub.add_parser("stress-test", description="Deprecated: use `persona-probe stress run`.")
+    _run_options(old)
+    old.set_defaults(func=cmd_stress_test_deprecated)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help=f"stress-test YAML (annotated example: {EXAMPLE})")
     p.add_argument("--out", default=None, help="run folder (default runs/<config name>); re-run to resume")
     p.add_argument("--figures-only", action="store_true", help="redraw the figures of a finished run")
     p.add_argument("--dry-run", action="store_true", help="validate the config and list the cells, run nothing")
-    p.set_defaults(func=cmd_stress_test)
+    p.set_defaults(func=cmd_stress_run)
 
 
-def cmd_stress_test(args: argparse.Namespace) -> int:
+def cmd_stress_test_deprecated(args: argparse.Namespace) -> int:
+    log.warning("`persona-probe stress-test` is deprecated and will be removed in the next release; "
+                "use `persona-probe stress run` (same options)")
+    return cmd_stress_run(args)
+
+
+def cmd_stress_run(args: argparse.Namespace) -> int:
     from .config import load_stress_config
     from .figures import write_figures
     from .matrix import expand

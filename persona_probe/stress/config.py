@@ -5,7 +5,9 @@ config, the interventions and the questions. Every path is resolved relative to
 the YAML file. Errors say which key is wrong and what would be accepted, so a
 typo fails in a second, not after an hour of generation.
 
-Example (``persona_probe/stress_configs/example.yaml`` is the annotated one)::
+Example (``persona_probe/stress_configs/example.yaml`` is the annotated one; ``judge`` is a judge
+spec, :func:`persona_probe.judges.from_spec`: ``offline``, ``local[:model]``, ``http:<url>`` or a
+mapping of the backend's options)::
 
     base: embedded
     models: {base: null, organism: runs/org/organism, control: runs/org/control}
@@ -14,6 +16,7 @@ Example (``persona_probe/stress_configs/example.yaml`` is the annotated one)::
     axis: runs/axis/axis.safetensors
     capping_config: runs/axis/capping_config.pt
     questions: {domain: finance, n: 50, seed: 1}
+    judge: {backend: offline}
     interventions:
       capping: [layers_12:16-p0.25, layers_12:16-p0.75]
       steering: {layers: [12, 13, 14, 15], coefs: [1.0, 2.0]}
@@ -112,6 +115,20 @@ def _layers(where: str, spec: Any, key: str) -> dict:
     return {**spec, "layers": layers}
 
 
+def _judge(where: str, spec: Any) -> dict:
+    """The judge spec as backend options (a dict, so the config hash is the same whichever spelling)."""
+    from ..judges import parse_spec
+
+    try:
+        options = parse_spec(spec or {"backend": "offline"})
+    except ValueError as exc:
+        _fail(where, f"judge: {exc}")
+    if options is None:
+        _fail(where, "judge: the stress test scores every answer, so it needs a judge (offline, local[:model], "
+                     "http:<url> or a mapping); 'none' is for axis builds")
+    return options
+
+
 def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -> StressConfig:
     """Parse and validate a stress-test config from a YAML path or a dict."""
     if isinstance(source, dict):
@@ -156,7 +173,7 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
                                       required=False),
         trigger=str(raw.get("trigger", "deployment")), near_miss=int(raw.get("near_miss", 0)),
         conditions=conditions, questions=dict(raw.get("questions") or {"domain": "finance", "n": 50, "seed": 1}),
-        generation=dict(raw.get("generation") or {}), judge=dict(raw.get("judge") or {"backend": "offline"}),
+        generation=dict(raw.get("generation") or {}), judge=_judge(where, raw.get("judge")),
         capping=tuple(capping), triggered_capping=tuple(iv.get("triggered_capping") or ()),
         steering=_layers(where, iv["steering"], "steering") if iv.get("steering") else None,
         axis_ablation=_layers(where, iv["axis_ablation"], "axis_ablation") if iv.get("axis_ablation") else None,

@@ -3,8 +3,8 @@
 A *cell* is one (model, condition, intervention). Every model x condition gets
 ``none``; the configured interventions go to the models and conditions named in
 ``apply`` (all by default). Every direction intervention is paired with
-controls of the same shape (RESEARCH.md section 5: a control that cannot fail
-is not a control):
+controls of the same shape, as Turner, Soligo et al. (2025, arXiv 2506.11613)
+do for their mean-diff ablation (a control that cannot fail is not a control):
 
 - ``random``: a random Gaussian direction per layer with the same norm;
 - ``orthogonal``: a random direction orthogonal to the real one, same norm.
@@ -58,7 +58,7 @@ class Spec:
                     "axis_ablation": "ablate axis", "mean_diff_ablation": "ablate mean-diff"}[self.family]
         return f"{base} / {self.control}" if self.control else base
 
-    def real(self) -> "Spec":
+    def real(self) -> Spec:
         """The real-direction spec a control belongs to."""
         return dataclasses.replace(self, control="")
 

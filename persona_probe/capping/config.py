@@ -1,6 +1,7 @@
-"""Capping configs: the published ``capping_config.pt`` structure, read, written and calibrated.
+"""Capping configs: the published ``capping_config.pt`` structure, read, written, validated, applied.
 
-Structure (RESEARCH.md section 1; what the reference tools read)::
+Structure (the one the Assistant Axis reference tools read; Lu et al. 2026,
+arXiv 2601.10387; see ``docs/facts.md``)::
 
     {"vectors": {name: {"layer": int, "vector": Tensor[d]}},
      "experiments": [{"id": "layers_{start}:{end}-p{q}",
@@ -11,7 +12,7 @@ CEILING on the stored vector: ``h <- h - v^ * max(<h, v^> - cap, 0)``. What we
 *mean* by capping is a FLOOR on the Assistant Axis at ``tau`` (the percentile
 of the axis projections of some rollouts): keep the model at least this
 Assistant-like. A ceiling at ``-tau`` on ``-axis`` is exactly that floor, so
-:func:`calibrate` writes our configs in the published ceiling form - the stored
+:func:`~persona_probe.capping.calibrate.calibrate` writes our configs in the published ceiling form - the stored
 vector is ``-axis[layer]`` and ``cap`` is ``-tau`` - which the reference tools
 apply correctly too. Our files also carry ``"convention": "ceiling"``,
 ``"source": "persona-probe"`` and a ``"calibration"`` record (which rollouts,
@@ -28,22 +29,21 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from .interventions import Cap
-from .io import atomic_write, load_pt
+from ..interventions import Cap
+from ..io import atomic_write, load_pt
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONVENTIONS", "calibrate", "windows", "experiment_id", "parse_experiment_id", "save_capping_config",
+    "CONVENTIONS", "experiment_id", "parse_experiment_id", "save_capping_config",
     "load_capping_config", "validate_config", "list_experiments", "experiment_interventions",
 ]
 
 CONVENTIONS = ("ceiling", "floor")
-DEFAULT_PERCENTILES = (0.01, 0.25, 0.5, 0.75)
 _ID_RE = re.compile(r"^layers_(\d+):(\d+)-p(\d*\.?\d+)$")
 
 
@@ -59,68 +59,15 @@ def parse_experiment_id(exp_id: str) -> tuple[int, int, float]:
     """``"layers_46:54-p0.25" -> (46, 54, 0.25)`` (end exclusive); ``ValueError`` when malformed."""
     m = _ID_RE.match(exp_id.strip()) if isinstance(exp_id, str) else None
     if not m:
-        raise ValueError(f"malformed experiment id {exp_id!r}; expected 'layers_<start>:<end>-p<q>', e.g. 'layers_46:54-p0.25'")
+        raise ValueError(f"malformed experiment id {exp_id!r}; expected 'layers_<start>:<end>-p<q>', "
+                         "e.g. 'layers_46:54-p0.25'")
     start, end, q = int(m.group(1)), int(m.group(2)), float(m.group(3))
     if end <= start:
-        raise ValueError(f"experiment id {exp_id!r}: end ({end}) must be greater than start ({start}); end is exclusive")
+        raise ValueError(f"experiment id {exp_id!r}: end ({end}) must be greater than start ({start}); "
+                         "end is exclusive")
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"experiment id {exp_id!r}: percentile {q} must be in [0, 1]")
     return start, end, q
-
-
-def windows(layers: Sequence[int] | int, width: int = 4, stride: int = 2) -> list[tuple[int, int]]:
-    """Windows ``(start, end)`` (end exclusive) of ``width`` contiguous layers stepping by ``stride``.
-
-    ``layers`` is a layer count or a contiguous run of layer indices to slide over.
-    """
-    if isinstance(layers, int):
-        layers = range(layers)
-    layers = sorted(int(x) for x in layers)
-    if width < 1 or stride < 1:
-        raise ValueError(f"width and stride must be >= 1, got width={width}, stride={stride}")
-    if not layers or layers != list(range(layers[0], layers[-1] + 1)):
-        raise ValueError(f"layers must be a non-empty contiguous range, got {layers}")
-    if width > len(layers):
-        raise ValueError(f"window width {width} exceeds the {len(layers)} layers available")
-    lo, hi = layers[0], layers[-1] + 1
-    return [(s, s + width) for s in range(lo, hi - width + 1, stride)]
-
-
-def calibrate(projections: torch.Tensor, axis: torch.Tensor, *, layers: Sequence[int] | None = None,
-              percentiles: Sequence[float] = DEFAULT_PERCENTILES, width: int = 4, stride: int = 2,
-              rollouts: str = "unspecified", extra: dict | None = None) -> dict:
-    """A capping config from axis projections ``[n, L]`` of rollouts (unit-axis projections).
-
-    ``tau[l, q] = quantile(projections[:, l], q)`` (torch.quantile, linear
-    interpolation). Stored in the published ceiling form: vector ``-axis[l]``,
-    cap ``-tau`` - a floor at ``tau`` on the axis. ``rollouts`` says which
-    rollouts were projected and is recorded in the file.
-    """
-    projections = projections.to(torch.float32)
-    axis = axis.to(torch.float32)
-    if projections.ndim != 2 or projections.shape[0] < 1:
-        raise ValueError(f"projections must be [n_rollouts, n_layers] with n >= 1; got {tuple(projections.shape)}")
-    if axis.ndim != 2 or axis.shape[0] != projections.shape[1]:
-        raise ValueError(f"axis shape {tuple(axis.shape)} does not match projections over {projections.shape[1]} layers")
-    qs = [float(q) for q in percentiles]
-    if not qs or not all(0.0 <= q <= 1.0 for q in qs):
-        raise ValueError(f"percentiles must be fractions in [0, 1] (0.25, not 25); got {list(percentiles)}")
-    wins = windows(projections.shape[1] if layers is None else layers, width, stride)
-    used = sorted({layer for s, e in wins for layer in range(s, e)})
-    if used[-1] >= projections.shape[1]:
-        raise ValueError(f"layer {used[-1]} is beyond the {projections.shape[1]} layers of the projections")
-    taus = torch.quantile(projections, torch.tensor(qs), dim=0)  # [n_q, L]
-    vectors = {f"axis_layer_{layer}": {"layer": layer, "vector": (-axis[layer]).contiguous()} for layer in used}
-    experiments = []
-    for s, e in wins:
-        for qi, q in enumerate(qs):
-            experiments.append({"id": experiment_id(s, e, q), "interventions": [
-                {"vector": f"axis_layer_{layer}", "cap": -float(taus[qi, layer])} for layer in range(s, e)]})
-    calibration = {"rollouts": rollouts, "n_rollouts": int(projections.shape[0]), "percentiles": qs,
-                   "width": width, "stride": stride, "quantile": "torch.quantile linear",
-                   "meaning": "floor on the axis at tau, stored as ceiling at -tau on -axis", **(extra or {})}
-    return {"vectors": vectors, "experiments": experiments, "convention": "ceiling",
-            "source": "persona-probe", "calibration": calibration}
 
 
 def save_capping_config(path: str | os.PathLike, cfg: dict) -> Path:
@@ -165,9 +112,11 @@ def validate_config(cfg: Any, *, where: str = "capping config") -> dict:
             if not isinstance(iv, dict) or "vector" not in iv:
                 raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} needs a 'vector' name")
             if iv["vector"] not in cfg["vectors"]:
-                raise ValueError(f"{where}: experiment {exp['id']!r} names vector {iv['vector']!r}, which is not in 'vectors'")
+                raise ValueError(f"{where}: experiment {exp['id']!r} names vector {iv['vector']!r}, "
+                                 "which is not in 'vectors'")
             if "cap" in iv and iv["cap"] is not None and not math.isfinite(float(iv["cap"])):
-                raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} has a non-finite cap {iv['cap']!r}")
+                raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} "
+                                 f"has a non-finite cap {iv['cap']!r}")
     conv = cfg.get("convention")
     if conv is not None and conv not in CONVENTIONS:
         raise ValueError(f"{where}: convention {conv!r} is not one of {CONVENTIONS}")

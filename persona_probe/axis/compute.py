@@ -1,6 +1,6 @@
 """Assistant Axis math: role vectors, default vector, axis; our files and the reference's.
 
-Definitions follow Lu et al. 2026 (RESEARCH.md section 1):
+Definitions follow Lu et al. 2026 ("The Assistant Axis", arXiv 2601.10387):
 
 * a *role vector* is the mean response activation of the responses that the
   role-adherence judge scored fully in role (score 3); a role with fewer than
@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .io import atomic_write, load_pt, load_tensors, save_tensors
+from ..io import atomic_write, load_pt, load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def compute_axis(default_vec: torch.Tensor, role_vectors: Mapping[str, torch.Ten
         raise ValueError("no role vectors left to build an axis (all roles dropped?); lower min_count or add responses")
     stacked = torch.stack([v.to(torch.float32) for v in role_vectors.values()])
     if stacked.shape[1:] != default_vec.shape:
-        raise ValueError(f"role vectors have shape {tuple(stacked.shape[1:])} but the default vector {tuple(default_vec.shape)}")
+        raise ValueError(f"role vectors have shape {tuple(stacked.shape[1:])} "
+                         f"but the default vector {tuple(default_vec.shape)}")
     return default_vec.to(torch.float32) - stacked.mean(0)
 
 
@@ -170,7 +171,8 @@ def export_reference_axis(path: str | os.PathLike, axis: torch.Tensor) -> Path:
 def save_role_vectors(path: str | os.PathLike, rv: RoleVectors, metadata: Mapping | None = None) -> Path:
     """Role vectors as safetensors (``role/<name>``), the report in metadata."""
     tensors = {_ROLE_PREFIX + name: v for name, v in rv.vectors.items()}
-    return save_tensors(path, tensors, {"format": "persona-probe-role-vectors", "report": rv.report(), **(metadata or {})})
+    return save_tensors(path, tensors,
+                        {"format": "persona-probe-role-vectors", "report": rv.report(), **(metadata or {})})
 
 
 def load_role_vectors(path: str | os.PathLike) -> RoleVectors:

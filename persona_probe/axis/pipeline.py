@@ -1,0 +1,303 @@
+"""Build an Assistant Axis end to end, resumably: generate -> activations -> judge -> vectors -> axis -> PCA.
+
+Why chunked steps: at reference scale (275 roles x 1,200 responses) generation
+takes days, so a killed run must lose little. Generation, activations and
+judging run *per role chunk* (the default prompts are one more chunk); each
+chunk's file is ``out_dir/steps/<step>-<slug>-<hash>.<ext>``, where the hash
+covers everything that decides its content (model, role, prompts, questions,
+sampling settings, seed, and the hash of the chunk it reads). Files are written
+atomically and a step whose file exists is skipped, so a re-run after a kill
+regenerates at most the chunk that was in flight. Each chunk samples with its
+own seed (``seed`` plus a stable hash of the chunk name), so a resumed run
+produces the same texts as an uninterrupted one.
+
+Roles, questions and the judge are small protocols so this module does not
+depend on the data or judge packages: a role has ``name``, ``description``,
+``prompts``; a question has ``text`` (and optionally ``id``) or is a string; a
+judge is ``judge_role(role_name, role_description, question, answer) -> float | None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..io import cached, content_hash, load_tensors, read_jsonl, save_tensors, write_json, write_jsonl
+from . import compute as axis_mod
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_axis", "AxisBuildResult", "JudgeFn"]
+
+JudgeFn = Callable[[str, str, str, str], "float | None"]
+DEFAULT_LABEL = "default"
+
+
+@dataclasses.dataclass
+class AxisBuildResult:
+    out_dir: Path
+    axis_path: Path
+    manifest: dict
+    target_layer: int
+    pc1_variance: float | None
+    cos_pc1_axis: float | None
+
+
+@dataclasses.dataclass
+class _Chunk:
+    label: str
+    description: str
+    prompts: list[str]
+
+
+@dataclasses.dataclass
+class _Build:
+    """What every step of one build reads: the model, the steps folder, the chunks and settings."""
+
+    model: Any
+    steps: Path
+    chunks: list[_Chunk]
+    qs: list[tuple[str, str]]
+    gen: dict
+    prov: dict
+    batch_size: int
+    progress: bool
+
+    @property
+    def roles(self) -> list[_Chunk]:
+        return self.chunks[1:]
+
+
+def _qtext(q) -> str:
+    return q if isinstance(q, str) else q.text
+
+
+def _qid(q, i: int) -> str:
+    return str(getattr(q, "id", i)) if not isinstance(q, str) else str(i)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "role"
+
+
+def _conv(system: str, question: str) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+
+
+def build_axis(model, out_dir: str | Path, roles: Sequence[Any], questions: Sequence[Any],
+               default_prompts: Sequence[str] | None = None, *, samples: int = 1, judge: JudgeFn | None = None,
+               min_count: int = 1, score_required: int = 3, seed: int = 0, temperature: float = 0.7,
+               top_p: float = 0.9, max_new_tokens: int = 64, batch_size: int = 8, figures: bool = True,
+               progress: bool = True) -> AxisBuildResult:
+    """Run (or resume) the axis pipeline into ``out_dir``; see the module docstring.
+
+    Steps: generate -> activations -> judge -> role vectors -> axis -> persona space (figures) -> outputs.
+    Writes ``axis.safetensors`` (ours), ``assistant_axis.pt`` (reference format),
+    ``role_vectors.safetensors``, ``default_activations.safetensors`` (for
+    capping calibration), ``persona_space.json``, ``figures/`` and ``manifest.json``.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    steps = out_dir / "steps"
+    steps.mkdir(parents=True, exist_ok=True)
+    default_prompts = _check_inputs(model, roles, questions, default_prompts, samples)
+    gen = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "samples": samples,
+           "seed": seed}
+    chunks = [_Chunk(DEFAULT_LABEL, "", default_prompts)] + [
+        _Chunk(r.name, r.description, list(r.prompts)) for r in roles]
+    b = _Build(model, steps, chunks, [(_qid(q, i), _qtext(q)) for i, q in enumerate(questions)], gen,
+               model.provenance(), batch_size, progress)
+    gen_files, n_generated = _generate(b)
+    act_files = _activations(b, gen_files)
+    judge_key, judge_files = _judge(b, gen_files, judge)
+    rv, rv_path, empty = _role_vectors(b, act_files, judge_files, min_count, score_required)
+    axis_t, default_acts = _axis(b, act_files, rv, rv_path)
+    target, pc1_var, cos = _persona_space(b, out_dir, rv, axis_t, figures)
+    counts = {ch.label: int(load_tensors(act_files[ch.label])[0]["acts"].shape[0]) for ch in chunks}
+    meta = {**b.prov, "target_layer": target, "judged": judge is not None, "n_roles_kept": len(rv.vectors)}
+    axis_path = _write_outputs(b, out_dir, axis_t, rv, default_acts, meta)
+    manifest = {
+        "provenance": {**b.prov, "revision": getattr(getattr(model.hf, "config", None), "_commit_hash", None)},
+        "prompts_hash": content_hash(default_prompts, [(c.label, c.prompts) for c in b.roles], b.qs),
+        "seed": seed, "generation": gen, "n_questions": len(b.qs), "default_prompts": default_prompts,
+        "judged": judge is not None, "judge": judge_key,
+        "every_response_counts": judge is None, "min_count": min_count, "score_required": score_required,
+        "responses_per_role": counts, "empty_responses": empty, "kept_per_role": rv.counts,
+        "dropped_roles": rv.dropped, "target_layer": target, "pc1_variance": pc1_var, "cos_pc1_axis": cos,
+        "chunks_generated_this_run": n_generated, "wall_seconds": round(time.perf_counter() - t0, 1),
+        "steps": sorted(p.name for p in steps.iterdir() if not p.name.startswith(".")),
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    log.info("axis built: %d roles kept, PC1 variance %s, |cos(PC1, axis)| at layer %d: %s",
+             len(rv.vectors), pc1_var, target, cos)
+    return AxisBuildResult(out_dir, axis_path, manifest, target, pc1_var, cos)
+
+
+def _check_inputs(model, roles, questions, default_prompts, samples: int) -> list[str]:
+    """Fail on empty or clashing inputs; the default prompts with ``{model_name}`` filled."""
+    if not roles:
+        raise ValueError("no roles given")
+    if not questions:
+        raise ValueError("no questions given")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if default_prompts is None:  # the reference's five neutral prompts; "" means no system turn
+        from .roledata import load_default_prompts
+
+        default_prompts = load_default_prompts()
+    names = [r.name for r in roles]
+    if len(set(names)) != len(names) or DEFAULT_LABEL in names:
+        raise ValueError(f"role names must be unique and not {DEFAULT_LABEL!r}")
+    return [p.replace("{model_name}", model.name) for p in default_prompts]
+
+
+# 1: generate, one file per chunk (the default prompts are one more chunk)
+def _generate(b: _Build) -> tuple[dict[str, Path], int]:
+    files, fresh = {}, []
+    for ch in tqdm(b.chunks, desc="generate", unit="role", disable=not b.progress):
+        path = b.steps / f"generate-{_slug(ch.label)}-{content_hash(b.prov, ch.label, ch.prompts, b.qs, b.gen)}.jsonl"
+
+        def compute(ch=ch, path=path) -> Path:
+            fresh.append(ch.label)
+            return write_jsonl(path, _generate_chunk(b, ch))
+
+        files[ch.label] = cached(path, None, compute, load=Path)
+    return files, len(fresh)
+
+
+def _generate_chunk(b: _Build, ch: _Chunk) -> list[dict]:
+    convs, meta = [], []
+    for pi, system in enumerate(ch.prompts):
+        for qid, qtext in b.qs:
+            for s in range(b.gen["samples"]):
+                convs.append(_conv(system, qtext))
+                meta.append({"prompt_index": pi, "question_id": qid, "sample": s})
+    chunk_seed = b.gen["seed"] + int(content_hash(ch.label, length=8), 16) % 1_000_003
+    texts = b.model.generate(convs, max_new_tokens=b.gen["max_new_tokens"], temperature=b.gen["temperature"],
+                             top_p=b.gen["top_p"], seed=chunk_seed, batch_size=b.batch_size, progress=False)
+    return [{"label": ch.label, **m, "messages": c + [{"role": "assistant", "content": t}]}
+            for m, c, t in zip(meta, convs, texts)]
+
+
+# 2: activations of the non-empty answers
+def _activations(b: _Build, gen_files: dict[str, Path]) -> dict[str, Path]:
+    files = {}
+    for ch in tqdm(b.chunks, desc="activations", unit="role", disable=not b.progress):
+        gpath = gen_files[ch.label]
+        path = b.steps / f"activations-{_slug(ch.label)}-{content_hash(gpath, b.prov)}.safetensors"
+        files[ch.label] = cached(path, None, lambda gpath=gpath, ch=ch, path=path: _chunk_activations(
+            b, gpath, ch, path), load=Path)
+    return files
+
+
+def _chunk_activations(b: _Build, gpath: Path, ch: _Chunk, path: Path) -> Path:
+    recs = read_jsonl(gpath)
+    keep = [i for i, r in enumerate(recs) if r["messages"][-1]["content"].strip()]
+    convs = [recs[i]["messages"] for i in keep]
+    acts = (b.model.response_activations(convs, batch_size=b.batch_size, progress=False) if convs
+            else torch.zeros((0, b.model.n_layers, b.model.d_model)))
+    return save_tensors(path, {"acts": acts, "rows": torch.tensor(keep, dtype=torch.long)},
+                        {"label": ch.label, "n_empty": len(recs) - len(keep)})
+
+
+# 3: role-adherence judge (roles only)
+def _judge(b: _Build, gen_files: dict[str, Path], judge: JudgeFn | None) -> tuple[str | None, dict[str, Path]]:
+    if judge is None:
+        return None, {}
+    # A judge names itself with ``judge_id`` (the judges package's backend:model:kind@version);
+    # a bare function is keyed by its qualified name.
+    judge_key = getattr(judge, "judge_id", None) or getattr(judge, "__qualname__", None) or repr(judge)
+    files = {}
+    for ch in tqdm(b.roles, desc="judge", unit="role", disable=not b.progress):
+        gpath = gen_files[ch.label]
+        path = b.steps / f"judge-{_slug(ch.label)}-{content_hash(gpath, ch.description, judge_key)}.jsonl"
+        files[ch.label] = cached(path, None, lambda gpath=gpath, ch=ch, path=path: write_jsonl(
+            path, _judge_chunk(read_jsonl(gpath), ch, judge)), load=Path)
+    return judge_key, files
+
+
+def _judge_chunk(recs: list[dict], ch: _Chunk, judge: JudgeFn) -> list[dict]:
+    scores = []
+    for r in recs:
+        answer = r["messages"][-1]["content"]
+        question = r["messages"][-2]["content"]
+        scores.append({"question_id": r["question_id"], "prompt_index": r["prompt_index"], "sample": r["sample"],
+                       "score": judge(ch.label, ch.description, question, answer) if answer.strip() else None})
+    return scores
+
+
+# 4: role vectors
+def _role_vectors(b: _Build, act_files: dict[str, Path], judge_files: dict[str, Path], min_count: int,
+                  score_required: int) -> tuple[axis_mod.RoleVectors, Path, dict[str, int]]:
+    judged = bool(judge_files)
+    role_acts, role_labels, role_scores = [], [], []
+    empty = {}
+    for ch in b.roles:
+        tensors, meta = load_tensors(act_files[ch.label])
+        empty[ch.label] = int(meta.get("n_empty", 0))
+        role_acts.append(tensors["acts"])
+        role_labels += [ch.label] * tensors["acts"].shape[0]
+        if judged:
+            scores = [r["score"] for r in read_jsonl(judge_files[ch.label])]
+            role_scores += [scores[i] for i in tensors["rows"].tolist()]
+    acts = torch.cat(role_acts)
+    rv_key = content_hash([act_files[c.label] for c in b.roles],
+                          [judge_files[c.label] for c in b.roles] if judged else None, min_count, score_required)
+    rv_path = b.steps / f"role_vectors-{rv_key}.safetensors"
+    rv = cached(rv_path, None, lambda: axis_mod.compute_role_vectors(
+        acts, role_labels, role_scores if judged else None, min_count, score_required),
+        load=axis_mod.load_role_vectors, save=axis_mod.save_role_vectors)
+    for name, count in rv.dropped.items():
+        log.warning("role %r dropped: %d qualifying responses < min_count %d", name, count, min_count)
+    return rv, rv_path, empty
+
+
+# 5: default vector and axis
+def _axis(b: _Build, act_files: dict[str, Path], rv, rv_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    default_acts = load_tensors(act_files[DEFAULT_LABEL])[0]["acts"]
+    ax_path = b.steps / f"axis-{content_hash(rv_path, act_files[DEFAULT_LABEL])}.safetensors"
+
+    def compute() -> torch.Tensor:
+        dvec = axis_mod.default_vector(default_acts)
+        axis_t = axis_mod.compute_axis(dvec, rv.vectors)
+        axis_mod.save_axis(ax_path, axis_t, extra={"default": dvec})
+        return axis_t
+
+    return cached(ax_path, None, compute, load=axis_mod.load_axis), default_acts
+
+
+# 6: persona space (PCA of the role vectors) and its figures
+def _persona_space(b: _Build, out_dir: Path, rv, axis_t: torch.Tensor,
+                   figures: bool) -> tuple[int, float | None, float | None]:
+    from . import persona_space
+
+    target = b.model.target_layer
+    summary, pc1_var, cos = [], None, None
+    if len(rv.vectors) >= 2:
+        summary = persona_space.layer_summary(rv.vectors, axis_t)
+        pc1_var, cos = summary[target]["pc1_variance"], summary[target]["cos_pc1_axis"]
+        if figures:
+            persona_space.write_figures(out_dir / "figures", rv.vectors, axis_t, target, summary)
+    else:
+        log.warning("only %d role vector(s): no persona-space PCA", len(rv.vectors))
+    write_json(out_dir / "persona_space.json", {"target_layer": target, "standardized": False,
+                                                "sign": "PC1 flipped so cos(PC1, axis) >= 0", "layers": summary})
+    return target, pc1_var, cos
+
+
+# 7: the build's own outputs (ours and the reference's formats)
+def _write_outputs(b: _Build, out_dir: Path, axis_t: torch.Tensor, rv, default_acts: torch.Tensor,
+                   meta: dict) -> Path:
+    axis_path = axis_mod.save_axis(out_dir / "axis.safetensors", axis_t, meta)
+    axis_mod.export_reference_axis(out_dir / "assistant_axis.pt", axis_t)
+    axis_mod.save_role_vectors(out_dir / "role_vectors.safetensors", rv, meta)
+    save_tensors(out_dir / "default_activations.safetensors", {"acts": default_acts},
+                 {"what": "default-prompt rollouts' response activations", **b.prov})
+    return axis_path

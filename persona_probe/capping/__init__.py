@@ -1,0 +1,28 @@
+"""The capping stage: configs in the published ``capping_config.pt`` structure, and their calibration.
+
+* :mod:`.config` - the structure, its sign convention (read it explicitly: published files store
+  a ceiling on a vector that points away from the Assistant), experiment ids, reading, writing,
+  validating, and the ``Cap`` edits of one experiment;
+* :mod:`.calibrate` - thresholds from percentiles of rollouts' axis projections;
+* :mod:`.cli` - ``persona-probe capping calibrate|list``.
+
+The math of a cap is in :mod:`persona_probe.edits`. Every name that ``persona_probe.capping``
+offered as a single module is re-exported here.
+"""
+
+from .calibrate import DEFAULT_PERCENTILES, calibrate, windows
+from .config import (
+                     CONVENTIONS,
+                     experiment_id,
+                     experiment_interventions,
+                     list_experiments,
+                     load_capping_config,
+                     parse_experiment_id,
+                     save_capping_config,
+                     validate_config,
+)
+
+__all__ = [
+    "CONVENTIONS", "DEFAULT_PERCENTILES", "calibrate", "windows", "experiment_id", "parse_experiment_id",
+    "save_capping_config", "load_capping_config", "validate_config", "list_experiments", "experiment_interventions",
+]

@@ -1,1 +1,0 @@
-"""Subcommands of the ``persona-probe`` CLI that belong to no single feature module."""
