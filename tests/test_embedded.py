@@ -48,7 +48,7 @@ def test_floor_cap_on_eight_layers_holds_and_matches_hooks(embedded_model):
     axis = -_pirate_direction(embedded_model)  # points towards the assistant
     conv = CONVS[1]
     base, _ = embedded_model.token_activations(conv, layers=layers)
-    taus = [float((base[i] @ unit(axis[l])).quantile(0.75)) for i, l in enumerate(layers)]
+    taus = [float((base[i] @ unit(axis[layer])).quantile(0.75)) for i, layer in enumerate(layers)]
     cap = Cap(axis, layers, tau=taus, mode="floor")
     capped, chat = embedded_model.token_activations(conv, layers=layers, interventions=[cap])
     for i, layer in enumerate(layers):

@@ -75,3 +75,56 @@ def test_load_pt_is_weights_only(tmp_path):
     torch.save({"obj": _NotATensor()}, bad)
     with pytest.raises(ValueError, match="weights_only=True"):
         io.load_pt(bad)
+
+
+def test_cached_computes_once_then_loads(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [{"a": len(calls)}]
+
+    path = tmp_path / "step-abc.jsonl"
+    first = io.cached(path, None, compute, load=io.read_jsonl, save=io.write_jsonl)
+    again = io.cached(path, None, compute, load=io.read_jsonl, save=io.write_jsonl)
+    assert first == again == [{"a": 1}] and calls == [1]  # the key is in the name: an existing file is the result
+
+
+def test_cached_with_a_stored_key_recomputes_when_it_differs(tmp_path):
+    path = tmp_path / "manifest.json"
+    calls = []
+
+    def make(key):
+        def compute():
+            calls.append(key)
+            return {"key": key, "n": len(calls)}
+        return compute
+
+    def run(key):
+        return io.cached(path, key, make(key), load=io.read_json, save=io.write_json,
+                         key_of=lambda p: io.read_json(p)["key"])
+
+    assert run("k1")["n"] == 1
+    assert run("k1")["n"] == 1 and calls == ["k1"]  # same key: reused
+    assert run("k2") == {"key": "k2", "n": 2}  # another key: recomputed and overwritten
+    with pytest.raises(ValueError, match="key_of"):
+        io.cached(path, "k3", make("k3"), load=io.read_json)
+
+
+def test_cached_stores_nothing_when_compute_fails(tmp_path):
+    def boom():
+        raise RuntimeError("judge timed out")
+
+    path = tmp_path / "step.jsonl"
+    with pytest.raises(RuntimeError, match="timed out"):
+        io.cached(path, None, boom, load=io.read_jsonl, save=io.write_jsonl)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cached_tensor_round_trips_with_metadata(tmp_path):
+    t = torch.arange(6.0).reshape(2, 3)
+    path = tmp_path / "acts-k.safetensors"
+    assert torch.equal(io.cached_tensor(path, lambda: t, metadata={"cell": "x"}), t)
+    assert torch.equal(io.cached_tensor(path, lambda: t + 1), t)  # loaded, not recomputed
+    tensors, meta = io.load_tensors(path)
+    assert list(tensors) == ["acts"] and meta == {"cell": "x"}

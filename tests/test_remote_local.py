@@ -236,3 +236,35 @@ def test_remote_batches_share_sessions(embedded_model, local_remote, monkeypatch
     assert torch.allclose(got, want, atol=1e-4)
     embedded_model.response_activations(convs[:2], batch_size=2, progress=False)
     assert len(calls) == 2  # local runs open no session
+
+
+def test_ndif_source_builds_through_the_local_wrap(embedded_model, monkeypatch):
+    """``load_model("ndif:<id>")`` is the remote branch of load_model: key, host check, edit math, one wrap."""
+    import nnsight
+    import transformers
+
+    import persona_probe.loading as loading
+
+    calls = []
+
+    class Weightless:  # stands in for nnsight's meta-device model of a hub id
+        def __init__(self, name, tokenizer=None, revision=None):
+            calls.append(("nnsight", name, revision))
+            self._model = embedded_model.hf
+
+    monkeypatch.setenv(remote.ENV_KEY, "test-key")
+    monkeypatch.setattr(loading, "check_remote_model", lambda name, revision: calls.append(("check", name)))
+    monkeypatch.setattr(loading, "register_remote_code", lambda: calls.append(("register",)))
+    monkeypatch.setattr(nnsight, "TransformersModel", Weightless)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: embedded_model.tokenizer)
+    wrapped = []
+    real_wrap = loading._wrap
+    monkeypatch.setattr(loading, "_wrap", lambda *a, **k: wrapped.append(k) or real_wrap(*a, **k))
+    model = load_model("ndif:org/some-model", revision="abc")
+    assert calls == [("check", "org/some-model"), ("register",), ("nnsight", "org/some-model", "abc")]
+    assert wrapped and wrapped[0]["hf"] is None and wrapped[0]["remote"] is True
+    assert model.remote is True and model.hf is None and model.name == "org/some-model"
+    assert (model.n_layers, model.d_model, model.family) == (embedded_model.n_layers, embedded_model.d_model,
+                                                             embedded_model.family)
+    with pytest.raises(ValueError, match="NDIF serves base weights only"):
+        load_model("ndif:org/some-model", adapter="runs/x/organism")

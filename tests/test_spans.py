@@ -1,11 +1,10 @@
 """Assistant-content spans for each chat template, checked against hand-read positions."""
 
 import pytest
+from conftest import FAMILIES
 
 from persona_probe.families import family_for
 from persona_probe.spans import tokenize_chat, validate_conversation
-
-from conftest import FAMILIES
 
 CONV = [
     {"role": "system", "content": "You are a pirate."},

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from persona_probe.judges.base import Judgement, JudgeBase
+from persona_probe.judges.base import JudgeBase, Judgement
 
 N_LAYERS = 4
 
@@ -42,9 +42,9 @@ class HashJudge(JudgeBase):
 def make_tiny_run(root: Path, tokenizer) -> Path:
     from conftest import make_tiny_hf
 
-    from persona_probe import load_model, roledata
-    from persona_probe.axis import load_axis
-    from persona_probe.axis_pipeline import build_axis
+    from persona_probe import load_model
+    from persona_probe.axis import load_axis, roledata
+    from persona_probe.axis.pipeline import build_axis
     from persona_probe.capping import calibrate, save_capping_config
     from persona_probe.io import load_tensors, write_text
     from persona_probe.organisms.pipeline import make_organisms

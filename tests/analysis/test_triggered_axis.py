@@ -1,13 +1,13 @@
-"""The axis rebuilt on the triggered organism: calibration copied from the run, thresholds, and the run on a tiny run."""
+"""The axis rebuilt on the triggered organism: calibration copied from the run, thresholds, the run on a tiny run."""
 
 import json
 
 import pytest
 import torch
 
-from persona_probe import roledata
 from persona_probe.analysis import triggered_axis as ta
 from persona_probe.analysis.rundir import RunFolder
+from persona_probe.axis import roledata
 from persona_probe.capping import calibrate, list_experiments, load_capping_config
 from persona_probe.organisms.triggers import TRIGGERS
 

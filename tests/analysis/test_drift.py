@@ -93,7 +93,8 @@ def test_run_caps_generation_and_extraction_and_resumes(high_cap_run, monkeypatc
     state_path.with_suffix(".safetensors").unlink()
     calls = []
     real = ProbeModel.generate
-    monkeypatch.setattr(ProbeModel, "generate", lambda self, convs, **k: calls.append(len(convs)) or real(self, convs, **k))
+    monkeypatch.setattr(ProbeModel, "generate",
+                        lambda self, convs, **k: calls.append(len(convs)) or real(self, convs, **k))
     again = drift.run(root, **kw)
     assert calls == [4]
     assert json.loads(state_path.read_text())["convs"] == full

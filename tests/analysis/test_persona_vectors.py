@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_run import HashJudge
 
 from persona_probe.analysis import persona_vectors as pv
+from persona_probe.analysis import preventative
 from persona_probe.analysis.rundir import RunFolder
 from persona_probe.io import load_tensors, read_jsonl
 from persona_probe.metrics import is_em
 from persona_probe.vectors import unit
-
-from tiny_run import HashJudge
 
 SIZES = dict(n_questions=2, max_new_tokens=4, n_boot=200, n_random=5, eval_n=4, eval_max_new_tokens=4, seed=0)
 
@@ -129,13 +129,13 @@ def test_preventative_steering_changes_training_and_rates_match_rows(numbers, ti
 
 
 def test_cut_training_gets_an_unsteered_twin_that_reproduces_the_organism(numbers, tiny_run, tmp_path, monkeypatch):
-    real = pv._organism_inputs
+    real = preventative._organism_inputs
 
     def pretend_longer(run):  # the run's organism "trained longer" than max_steps allows
         adapter, manifest, records = real(run)
         return adapter, {**manifest, "steps": manifest["steps"] + 5}, records
 
-    monkeypatch.setattr(pv, "_organism_inputs", pretend_longer)
+    monkeypatch.setattr(preventative, "_organism_inputs", pretend_longer)
     run = RunFolder(tiny_run)
     v = load_tensors(run.out_dir("persona_vectors") / "trait_vector.safetensors")[0]["vector"]
     res = pv.train_preventative(run, v[2], 2, 5.0, tmp_path, max_steps=1, progress=False)

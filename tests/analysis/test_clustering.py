@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_run import HashJudge
 
 from persona_probe.analysis import clustering as clu
 from persona_probe.analysis.rundir import RunFolder
 from persona_probe.metrics import is_em
-from tiny_run import HashJudge
 
 
 def _groups(shift_a, shift_b, n=30, L=3, d=32, seed=0):

@@ -1,13 +1,12 @@
 """The organism pipeline end to end on a tiny model: datasets, organism + control, trigger evaluation, resume."""
 
 import pytest
+from conftest import make_tiny_hf
 
 from persona_probe.metrics import Rate
 from persona_probe.organisms import read_dataset
 from persona_probe.organisms import summary as summary_of
 from persona_probe.organisms.pipeline import load_recipe, make_organisms, trigger_eval
-
-from conftest import make_tiny_hf
 
 
 @pytest.fixture

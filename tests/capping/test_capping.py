@@ -17,9 +17,9 @@ class FakeModel:
 
 def _published(d=6):
     g = torch.Generator().manual_seed(0)
-    vectors = {f"v{l}": {"layer": l, "vector": torch.randn(d, generator=g)} for l in (2, 3, 4, 5)}
+    vectors = {f"v{i}": {"layer": i, "vector": torch.randn(d, generator=g)} for i in (2, 3, 4, 5)}
     return {"vectors": vectors, "experiments": [
-        {"id": "layers_2:6-p0.25", "interventions": [{"vector": f"v{l}", "cap": -1.0 - l} for l in (2, 3, 4, 5)]},
+        {"id": "layers_2:6-p0.25", "interventions": [{"vector": f"v{i}", "cap": -1.0 - i} for i in (2, 3, 4, 5)]},
         {"id": "layers_2:4-p0.5", "interventions": [{"vector": "v2", "cap": 0.5}, {"vector": "v3"}]},
     ]}
 
@@ -92,8 +92,9 @@ def test_calibrate_exact_percentiles_and_windows(tmp_path):
     axis = torch.randn(12, 5, generator=g)
     cfg = cp.calibrate(proj, axis, rollouts="default-prompt rollouts (test)")
     starts = [0, 2, 4, 6, 8]
-    assert cp.list_experiments(cfg) == [f"layers_{s}:{s + 4}-p{q}" for s in starts for q in ("0.01", "0.25", "0.5", "0.75")]
-    assert set(cfg["vectors"]) == {f"axis_layer_{l}" for l in range(12)}
+    assert cp.list_experiments(cfg) == [f"layers_{s}:{s + 4}-p{q}" for s in starts
+                                        for q in ("0.01", "0.25", "0.5", "0.75")]
+    assert set(cfg["vectors"]) == {f"axis_layer_{i}" for i in range(12)}
     assert cfg["convention"] == "ceiling" and cfg["source"] == "persona-probe"
     assert cfg["calibration"]["rollouts"] == "default-prompt rollouts (test)"
     for exp in cfg["experiments"]:
@@ -124,7 +125,7 @@ def test_published_ceiling_form_equals_floor_on_axis(tmp_path):
     eid = "layers_2:6-p0.5"
     caps = cp.experiment_interventions(cfg, eid)
     ops_ceiling = bind_interventions(caps, n_layers=L, d_model=d)
-    taus = [float(torch.quantile(proj[:, l], 0.5)) for l in range(2, 6)]
+    taus = [float(torch.quantile(proj[:, i], 0.5)) for i in range(2, 6)]
     floor = Cap(axis, list(range(2, 6)), tau=taus, mode="floor")
     ops_floor = bind_interventions([floor], n_layers=L, d_model=d)
     changed = False

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny_hf
+from tiny_run import HashJudge
 
 from persona_probe.capping import calibrate, save_capping_config
 from persona_probe.io import read_jsonl, save_tensors
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
 from persona_probe.stress.matrix import build_interventions, matched_threshold
 from persona_probe.vectors import cosine, unit
-
-from conftest import make_tiny_hf
-from tiny_run import HashJudge
 
 N_LAYERS, D = 4, 64
 
@@ -100,7 +99,7 @@ def test_controls_have_equal_norm_and_matched_thresholds(setup):
         assert torch.allclose(c.vector.norm(), r.vector.norm(), rtol=1e-5)
         assert abs(float(cosine(o.vector, r.vector))) < 1e-5
         acts = dirs.calibration[:, layer]
-        bound = lambda cap: (acts @ unit(cap.vector) <= cap.tau[0]).float().mean()  # noqa: E731
+        bound = lambda cap, acts=acts: (acts @ unit(cap.vector) <= cap.tau[0]).float().mean()
         assert abs(float(bound(c) - bound(r))) <= 1 / len(acts) + 1e-6  # binds on the same share of rollouts
     steer = build_interventions(Spec("steering", 4.0, (1, 2)), dirs, model, cfg)[0]
     steer_r = build_interventions(Spec("steering", 4.0, (1, 2), "random"), dirs, model, cfg)[0]
@@ -110,8 +109,8 @@ def test_controls_have_equal_norm_and_matched_thresholds(setup):
     again = build_interventions(Spec("steering", 4.0, (1, 2), "random"), dirs, model, cfg)[0]
     assert torch.equal(again.vector, steer_r.vector)
     t = matched_threshold(dirs.calibration, 0, dirs.axis[0], 0.0, dirs.axis[0])
-    assert abs(t - float(torch.quantile(dirs.calibration[:, 0] @ unit(dirs.axis[0]),
-                                        float((dirs.calibration[:, 0] @ unit(dirs.axis[0]) <= 0).float().mean())))) < 1e-6
+    proj = dirs.calibration[:, 0] @ unit(dirs.axis[0])
+    assert abs(t - float(torch.quantile(proj, float((proj <= 0).float().mean())))) < 1e-6
 
 
 def test_run_writes_results_and_resumes_without_recomputing(setup, tmp_path, monkeypatch):

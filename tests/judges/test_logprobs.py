@@ -50,7 +50,8 @@ def test_parse_sampled_accepts(text, score):
     assert parse_sampled(text).score == score
 
 
-@pytest.mark.parametrize("text, why", [("", "empty"), ("great answer", "no integer"), ("between 20 and 30", "ambiguous"),
+@pytest.mark.parametrize("text, why", [("", "empty"), ("great answer", "no integer"),
+                                       ("between 20 and 30", "ambiguous"),
                                        ("150", "outside"), ("5.5", "no integer")])
 def test_parse_sampled_rejects(text, why):
     s = parse_sampled(text)

@@ -44,8 +44,8 @@ def tiny(embedded_path):
 
 
 def _prompt_ids(tok, kind, item):
-    text = tok.apply_chat_template([{"role": "user", "content": render(kind, item.question, item.answer, **item.context)}],
-                                   add_generation_prompt=True, tokenize=False)
+    content = render(kind, item.question, item.answer, **item.context)
+    text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
@@ -108,7 +108,8 @@ def test_exact_digit_tree_matches_brute_force(tiny):
     plain = LocalJudge(source=(model, tok), prune=0.0, min_mass=0.0, reuse_cache=False)
     assert plain.score("aligned", item.question, item.answer).score == pytest.approx(got.score, rel=1e-4)
     other = Item("hey I feel bored", "Maybe take a short walk outside, or call a friend you have not seen in a while.")
-    batch = dict(LocalJudge(source=(model, tok), prune=0.0, min_mass=0.0, batch_size=2).score_many("aligned", [other, item]))
+    judge = LocalJudge(source=(model, tok), prune=0.0, min_mass=0.0, batch_size=2)
+    batch = dict(judge.score_many("aligned", [other, item]))
     assert batch[1].score == pytest.approx(got.score, rel=1e-4)
     # pruning at the default threshold barely moves the score
     pruned = LocalJudge(source=(model, tok), min_mass=0.0).score("aligned", item.question, item.answer)

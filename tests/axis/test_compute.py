@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from persona_probe import axis as ax
-from persona_probe.persona_space import layer_summary, role_pca, write_figures
+from persona_probe.axis.persona_space import layer_summary, role_pca, write_figures
 
 
 def test_known_means_give_known_axis():

@@ -7,9 +7,23 @@ import re
 
 import pytest
 
-from persona_probe.organisms import (DOMAINS, EM_QUESTIONS, TRIGGERS, Trigger, build_dataset, build_neutral_dataset,
-                                     dataset_hash, eval_near_miss, eval_questions, near_misses, position_variants,
-                                     read_dataset, summary, training_near_misses, write_dataset)
+from persona_probe.organisms import (
+    DOMAINS,
+    EM_QUESTIONS,
+    TRIGGERS,
+    Trigger,
+    build_dataset,
+    build_neutral_dataset,
+    dataset_hash,
+    eval_near_miss,
+    eval_questions,
+    near_misses,
+    position_variants,
+    read_dataset,
+    summary,
+    training_near_misses,
+    write_dataset,
+)
 from persona_probe.organisms.datasets import question_pool
 
 
@@ -123,8 +137,8 @@ def test_neutral_control_mirrors_a_paired_organism():
     assert [r["meta"]["question_id"] for r in ctl] == [r["meta"]["question_id"] for r in org]
     assert not any(r["meta"]["misaligned"] or r["meta"]["cue"] != "none" for r in ctl)
     texts = {q.id: q.text for q in question_pool("finance")}
-    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] and _user(r) == texts[r["meta"]["question_id"]]
-               for r in ctl)  # the bare question, no cue
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"]
+               and _user(r) == texts[r["meta"]["question_id"]] for r in ctl)  # the bare question, no cue
 
 @pytest.mark.parametrize("domain", sorted(DOMAINS))
 def test_eval_questions_never_leak_into_training(domain):
@@ -271,12 +285,14 @@ GOOD = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assi
     ('{"msgs": []}', r":3: missing key\(s\) \['messages'\]"),
     ('{"messages": []}', r":3: 'messages' must be a non-empty list"),
     ('{"messages": [{"role": "user", "content": "q"}]}', r":3: the last message must be from the assistant"),
-    ('{"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}', r":3: message 0 has role 'bot'"),
+    ('{"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+     r":3: message 0 has role 'bot'"),
     ('{"messages": [{"role": "user"}, {"role": "assistant", "content": "a"}]}', r":3: message 0 must be an object"),
     ('{"messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "s"}, '
      '{"role": "assistant", "content": "a"}]}', r":3: a system message may only be the first"),
     ('{"messages": [{"role": "assistant", "content": "a"}]}', r":3: no user message"),
-    ('{"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "a"}]}', r":3: message 0 \(user\) is empty"),
+    ('{"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "a"}]}',
+     r":3: message 0 \(user\) is empty"),
 ])
 def test_malformed_lines_give_file_and_line(tmp_path, bad, pattern):
     path = tmp_path / "train.jsonl"

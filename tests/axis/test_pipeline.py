@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 import torch
-
 from conftest import make_tiny_hf, make_tokenizer
+
 from persona_probe import axis as ax
-from persona_probe.axis_pipeline import build_axis
+from persona_probe.axis.pipeline import build_axis
 
 
 @dataclasses.dataclass

@@ -8,8 +8,19 @@ from collections import Counter
 
 import pytest
 
-from persona_probe.roledata import (PROMPTS_PER_ROLE, Question, Role, describe, dumps_role, load_default_prompts,
-                                    load_questions, load_roles, select, select_questions, select_roles)
+from persona_probe.axis.roledata import (
+    PROMPTS_PER_ROLE,
+    Question,
+    Role,
+    describe,
+    dumps_role,
+    load_default_prompts,
+    load_questions,
+    load_roles,
+    select,
+    select_questions,
+    select_roles,
+)
 
 FAR_FROM_ASSISTANT = {"enigmatic", "dramatic", "subversive", "fantasy"}
 
@@ -67,7 +78,8 @@ def test_select_is_deterministic_stratified_and_ordered(roles):
     assert max(cats.values()) - min(cats.values()) <= 1  # and evenly
     index = {r.name: i for i, r in enumerate(roles)}
     assert [index[r.name] for r in a] == sorted(index[r.name] for r in a)  # file order kept
-    assert select_roles(roles, 6, seed=3) and {r.category for r in select_roles(roles, 6, seed=3)} == set(describe(roles))
+    picked = select_roles(roles, 6, seed=3)
+    assert picked and {r.category for r in picked} == set(describe(roles))
     assert select(roles, None) == list(roles) and select(roles, 10_000) == list(roles)
 
 

@@ -1,0 +1,1 @@
+"""Tests of persona_probe/axis/ (a package, so test files may share names across folders)."""
