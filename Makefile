@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test analyses bench clean
+.PHONY: install demo test lint analyses bench clean
 
 install: $(VENV)/.installed
 
@@ -23,7 +23,12 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# every analysis script on the finished demo run; each writes runs/demo/analyses/<name>/ and resumes
+# ruff, configured in pyproject.toml (installed with the dev extras); CI runs it before the tests
+lint: install
+	$(BIN)/python -m ruff check .
+
+# every analysis on the finished demo run (`persona-probe analysis <name>` runs the same code); each writes
+# runs/demo/analyses/<name>/ and resumes
 ANALYSES := magnitude clustering drift triggered_axis persona_vectors sae transfer
 analyses: install
 	@test -f runs/demo/stress/results.jsonl || { echo "run 'make demo' first"; exit 1; }
