@@ -45,9 +45,14 @@ def gguf_path() -> Path:
     return path
 
 
+def embedded_cache_path() -> Path:
+    """Where the embedded model's checkpoint is cached (it may not be built yet)."""
+    return cache_dir("models") / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+
+
 def embedded_dir() -> Path:
     """The cached safetensors checkpoint of the embedded model, built on first use."""
-    target = cache_dir("models") / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+    target = embedded_cache_path()
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     _build_cache(target)

@@ -26,7 +26,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Family", "FAMILIES", "family_for", "target_layer", "probe_system_support", "THINK_RE"]
+__all__ = ["Family", "FAMILIES", "KNOWN_DIMS", "family_for", "target_layer", "probe_system_support", "THINK_RE"]
 
 THINK_RE = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
@@ -58,6 +58,16 @@ _KNOWN_TARGET_LAYERS = {
     "gemma-2-27b": 22,
     "qwen3-32b": 32,
     "llama-3.3-70b": 40,
+}
+
+
+# (n_layers, d_model) of the models the paper and our demo use, for checking configs against a model whose
+# config.json is not on this machine (an ``ndif:`` model). Read from each model's published config.json.
+KNOWN_DIMS = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": (30, 576),
+    "google/gemma-2-27b-it": (46, 4608),
+    "Qwen/Qwen3-32B": (64, 5120),
+    "meta-llama/Llama-3.3-70B-Instruct": (80, 8192),
 }
 
 

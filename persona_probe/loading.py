@@ -18,14 +18,14 @@ from typing import Any
 
 import torch
 
-from .embedded import EMBEDDED_NAME, embedded_dir
-from .families import family_for, probe_system_support
+from .embedded import EMBEDDED_NAME, embedded_cache_path, embedded_dir
+from .families import KNOWN_DIMS, family_for, probe_system_support
 from .model import ProbeModel
 from .remote import check_remote_model, ndif_api_key, register_remote_code
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_model", "wrap_model", "remote_model", "NDIF_PREFIX"]
+__all__ = ["load_model", "wrap_model", "remote_model", "model_dims", "NDIF_PREFIX"]
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -105,6 +105,41 @@ def load_model(
     if adapter is not None:
         hf = _merge_adapter(hf, adapter)
     return wrap_model(hf, tok, name=name, adapter=str(adapter) if adapter is not None else None, remote=remote)
+
+
+def model_dims(source: str, *, revision: str | None = None) -> tuple[int, int] | None:
+    """``(n_layers, d_model)`` of a model from its config alone (no weights), to check a config before loading.
+
+    ``"embedded"``: the cached checkpoint's config (the known SmolLM2 sizes before the first build); a local
+    folder: its ``config.json``; an HF id or ``ndif:<id>``: the local HF cache, else the sizes of the paper's
+    models (:data:`~persona_probe.families.KNOWN_DIMS`). ``None`` (with a warning) when nothing says.
+    """
+    from transformers import AutoConfig
+
+    name = source[len(NDIF_PREFIX):] if source.startswith(NDIF_PREFIX) else source
+    if name == "embedded":
+        folder = embedded_cache_path()
+        path, name = (folder if (folder / "config.json").exists() else None), EMBEDDED_NAME
+    else:
+        path = name
+        if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
+            raise ValueError(f"model {source!r}: no such folder; give a local checkpoint folder, an HF id in the "
+                             f"local cache, 'embedded' or ndif:<hf id>")
+    config = None
+    if path is not None:
+        try:
+            config = AutoConfig.from_pretrained(path, revision=revision, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            if Path(str(path)).exists():
+                raise ValueError(f"model {source!r}: {path} holds no readable config.json ({exc})") from None
+    if config is not None:
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(config.num_hidden_layers), int(config.hidden_size)
+    if name in KNOWN_DIMS:
+        return KNOWN_DIMS[name]
+    log.warning("model %r: no config.json on this machine and not one of %s; layer ranges are checked when the "
+                "model loads, not now", source, sorted(KNOWN_DIMS))
+    return None
 
 
 def _merge_adapter(hf, adapter) -> Any:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "persona_probe"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"io", "edits", "vectors", "families", "spans", "metrics", "plots", "interventions"}),
+    ("core", {"io", "edits", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema"}),
     ("models", {"embedded", "remote", "model", "loading", "reference", "bridge"}),
     ("judges", {"judges"}),
     ("axis/capping", {"axis", "capping"}),

@@ -15,35 +15,51 @@ An unknown spelling fails at once, listing the known ones.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
+from ..schema import did_you_mean
 from .base import JudgeBase
 
-__all__ = ["BACKENDS", "SPELLINGS", "make_judge", "parse_spec", "from_spec", "role_judge"]
+__all__ = ["BACKENDS", "SPELLINGS", "backend_class", "backend_options", "make_judge", "parse_spec", "from_spec",
+           "role_judge"]
 
 BACKENDS = ("offline", "http", "local")
 SPELLINGS = ("none", "offline", "local[:model]", "http[:<url>]")
 
 
-def make_judge(backend: str = "offline", **kwargs: Any) -> JudgeBase:
-    """Build a judge by backend name; keyword arguments go to the backend's constructor."""
+def backend_class(backend: str) -> type[JudgeBase]:
+    """The judge class of a backend name (imports only that backend's module)."""
     if backend == "http":
         from .http import HTTPJudge
 
-        return HTTPJudge(**kwargs)
+        return HTTPJudge
     if backend == "local":
         from .local import LocalJudge
 
-        return LocalJudge(**kwargs)
+        return LocalJudge
     if backend == "offline":
         from .offline import OfflineJudge
 
-        return OfflineJudge(**kwargs)
-    raise ValueError(f"unknown judge backend {backend!r}; choose from {list(BACKENDS)}")
+        return OfflineJudge
+    raise ValueError(f"unknown judge backend {backend!r}{did_you_mean(backend, BACKENDS)}")
+
+
+def backend_options(backend: str) -> list[str]:
+    """The constructor options a backend accepts (its dataclass fields)."""
+    return [f.name for f in dataclasses.fields(backend_class(backend)) if f.init]
+
+
+def make_judge(backend: str = "offline", **kwargs: Any) -> JudgeBase:
+    """Build a judge by backend name; keyword arguments go to the backend's constructor."""
+    return backend_class(backend)(**kwargs)
 
 
 def _unknown(spec: Any) -> ValueError:
-    return ValueError(f"unknown judge {spec!r}; use one of {', '.join(SPELLINGS)}, "
+    name = spec.get("backend") if isinstance(spec, Mapping) else str(spec).partition(":")[0]
+    close = did_you_mean(name, ("none",) + BACKENDS) if name else ""
+    hint = f" ({close[2:]})" if close.startswith("; did you mean") else ""
+    return ValueError(f"unknown judge {spec!r}{hint}; use one of {', '.join(SPELLINGS)}, "
                       f"or a mapping with 'backend' (one of {list(BACKENDS)}) and its options")
 
 
@@ -58,6 +74,10 @@ def parse_spec(spec: str | Mapping[str, Any]) -> dict | None:
             return None
         if options.get("backend") not in BACKENDS:
             raise _unknown(spec)
+        known = backend_options(options["backend"])
+        for key in options:
+            if key != "backend" and key not in known:
+                raise ValueError(f"the {options['backend']} judge has no option {key!r}{did_you_mean(key, known)}")
         return options
     if not isinstance(spec, str):
         raise _unknown(spec)

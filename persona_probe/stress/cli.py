@@ -40,20 +40,21 @@ def cmd_stress_test_deprecated(args: argparse.Namespace) -> int:
 
 
 def cmd_stress_run(args: argparse.Namespace) -> int:
+    from .check import check_stress_config
     from .config import load_stress_config
     from .figures import write_figures
     from .matrix import expand
     from .report import results_table
-    from .run import load_directions, run_stress_test
+    from .run import run_stress_test
 
     cfg = load_stress_config(args.config)
     out = Path(args.out or Path("runs") / cfg.name)
-    if args.dry_run:
-        load_directions(cfg)  # fail now on a bad axis / capping config, not after generation
+    if args.dry_run:  # exactly the validation `stress run` does before any model loads: schema, files, layers
+        check_stress_config(cfg)
         cells = expand(cfg)
         for c in cells:
             print(c.label)
-        print(f"{len(cells)} cells x {cfg.questions.get('n', '?')} questions")
+        print(f"{len(cells)} cells x {cfg.questions.get('n', 50)} questions; config OK")
         return 0
     if args.figures_only:
         for path in write_figures(out):

@@ -32,7 +32,6 @@ from ..io import (
     cached,
     cached_tensor,
     content_hash,
-    load_tensors,
     read_json,
     read_jsonl,
     save_tensors,
@@ -41,6 +40,7 @@ from ..io import (
 )
 from ..metrics import coherence_rate, compare, em_rate, self_correction_rate
 from .cells import ALIGNED_MIN, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
+from .check import check_stress_config, load_directions
 from .config import StressConfig
 from .matrix import Cell, Directions, Skip, build_interventions, expand
 
@@ -51,36 +51,12 @@ __all__ = ["run_stress_test", "load_directions", "questions_for", "prompts_for",
            "mean_diff_label", "ALIGNED_MIN"]
 
 
-def load_directions(cfg: StressConfig) -> Directions:
-    from ..axis import load_axis
-    from ..capping import experiment_interventions, load_capping_config
-
-    axis = load_axis(cfg.axis)
-    calib_path = cfg.calibration_activations or cfg.axis.parent / "default_activations.safetensors"
-    calibration = load_tensors(calib_path)[0]["acts"].float() if calib_path.exists() else None
-    if calibration is not None and calibration.shape[1:] != axis.shape:
-        raise ValueError(f"{calib_path}: calibration activations {tuple(calibration.shape[1:])} do not match "
-                         f"the axis {tuple(axis.shape)}")
-    dirs = Directions(
-        axis=axis, calibration=calibration,
-        capping=load_capping_config(cfg.capping_config) if cfg.capping_config else None,
-        triggered_capping=load_capping_config(cfg.triggered_capping_config) if cfg.triggered_capping_config else None)
-    for ids, config, path in ((cfg.capping, dirs.capping, cfg.capping_config),
-                              (cfg.triggered_capping, dirs.triggered_capping, cfg.triggered_capping_config)):
-        for exp_id in ids:
-            experiment_interventions(config, exp_id)  # unknown ids fail now, naming close matches
-        if ids and calibration is None:
-            raise ValueError(f"capping controls need the calibration rollouts' activations ({calib_path} is missing); "
-                             f"set calibration_activations to the file {path} was calibrated on")
-    return dirs
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")[:60]
 
 
 class _Runner:
-    def __init__(self, cfg: StressConfig, out: Path, judge, loader: Callable, progress: bool):
+    def __init__(self, cfg: StressConfig, out: Path, judge, loader: Callable, progress: bool, dirs: Directions):
         from ..judges import JudgeCache, from_spec
 
         self.cfg, self.out, self.progress, self.loader = cfg, out, progress, loader
@@ -88,7 +64,7 @@ class _Runner:
         self.cache = JudgeCache(out / "judge_cache.sqlite")
         self.questions = questions_for(cfg)
         self.gen = cfg.gen
-        self.dirs = load_directions(cfg)
+        self.dirs = dirs
         self.adapter_keys = {name: (read_json(Path(a) / "manifest.json").get("key") if a and
                                     (Path(a) / "manifest.json").exists() else a) for name, a in cfg.models.items()}
         self.judge_ids = {k: self.judge.judge_id(k) for k in ("aligned", "coherent", "bad_stuff")}
@@ -235,7 +211,8 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
 
     out = Path(out)
     t0 = time.perf_counter()
-    runner = _Runner(cfg, out, judge, loader or load_model, progress)
+    dirs = check_stress_config(cfg)  # the whole config, files and layers, before any model loads
+    runner = _Runner(cfg, out, judge, loader or load_model, progress, dirs)
     cells = expand(cfg)
     write_json(out / "plan.json", {"config": dataclasses.asdict(cfg), "cells": [c.label for c in cells]})
     results: dict[Cell, dict] = {}

@@ -17,7 +17,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "persona_probe" / "stress_config
 
 @pytest.fixture
 def config(tmp_path):
-    save_axis(tmp_path / "axis.safetensors", torch.randn(4, 8, generator=torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(0)
+    save_axis(tmp_path / "axis.safetensors", torch.randn(30, 576, generator=g))  # the embedded model's shape
     raw = {"name": "tiny", "base": "embedded", "models": {"base": None}, "axis": "axis.safetensors",
            "questions": {"domain": "finance", "n": 2}, "judge": "offline",
            "interventions": {"steering": {"layers": [1, 2], "coefs": [1.0]}, "controls": ["random"]}}

@@ -71,7 +71,7 @@ def test_matrix_expands_as_configured_with_controls_everywhere(setup):
 def test_config_errors_name_the_problem(setup):
     with pytest.raises(ValueError, match="random"):
         _config(setup, interventions={"capping": ["layers_0:2-p0.25"], "controls": ["orthogonal"]})
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key 'modles'; did you mean 'models'"):
         _config(setup, modles={})
     with pytest.raises(ValueError, match="apply.models"):
         _config(setup, apply={"models": ["organsim"]})

@@ -1,0 +1,220 @@
+"""The stress-test YAML as a pydantic schema: types, ranges and known names, checked in one pass.
+
+:func:`persona_probe.stress.load_stress_config` validates the raw YAML against
+:class:`StressSchema` before it builds a :class:`~persona_probe.stress.config.StressConfig`,
+so every problem of a config is reported at once, before any model, file or
+judge is touched. What only the files and the model can tell (adapter folders,
+the axis, layers against the model's depth) is the second half of the same
+pass: :func:`persona_probe.stress.check.check_stress_config`.
+
+Adding a key: add a field here (and to ``StressConfig`` in :mod:`.config`); the
+schema forbids everything it does not name, so a misspelt key fails with the
+closest known one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+
+from ..schema import NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
+
+__all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "layer_list"]
+
+CONDITIONS = ("no_trigger", "trigger", "near_miss")
+CONTROLS = ("random", "orthogonal")
+Condition = Literal["no_trigger", "trigger", "near_miss"]
+Control = Literal["random", "orthogonal"]
+
+
+def layer_list(spec: Any) -> list[int]:
+    """``[12, 13]`` or ``"12:14"`` (end exclusive, like experiment ids) as a list of layer indices."""
+    if isinstance(spec, str):
+        a, sep, b = spec.partition(":")
+        if not sep or not a.strip().isdigit() or not b.strip().isdigit() or int(b) <= int(a):
+            raise ValueError(f"layers {spec!r}: write 'start:end' with end > start (end exclusive), e.g. '12:16', "
+                             f"or a list of layer indices")
+        return list(range(int(a), int(b)))
+    if not isinstance(spec, list) or not spec:
+        raise ValueError(f"layers must be a non-empty list of layer indices or 'start:end', got {spec!r}")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in spec):
+        raise ValueError(f"layers must be non-negative integers, got {spec!r}")
+    if len(set(spec)) != len(spec):
+        raise ValueError(f"layers {spec} list a layer twice")
+    return list(spec)
+
+
+class _Layers(Schema):
+    layers: Any
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: Any) -> list[int]:
+        return layer_list(v)
+
+
+class _Steering(_Layers):
+    coefs: Annotated[list[Number], Field(min_length=1)]
+
+
+class _Interventions(Schema):
+    capping: list[StrictStr] | StrictStr = []
+    triggered_capping: list[StrictStr] | StrictStr = []
+    steering: _Steering | None = None
+    axis_ablation: _Layers | None = None
+    mean_diff_ablation: _Layers | None = None
+    controls: list[Control] = list(CONTROLS)
+    seed: StrictInt = 0
+
+    @field_validator("capping", "triggered_capping")
+    @classmethod
+    def _ids(cls, v: Any) -> list[str]:
+        from ..capping import parse_experiment_id
+
+        ids = [v] if isinstance(v, str) else list(v)
+        for exp_id in ids:
+            parse_experiment_id(exp_id)
+        return ids
+
+
+class _Questions(Schema):
+    domain: StrictStr | None = None
+    file: StrictStr | None = None
+    n: PosInt = 50
+    seed: StrictInt = 1
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        from ..organisms.domains import DOMAIN_NAMES
+
+        return v if v is None else known_name(v, DOMAIN_NAMES, "domain")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Questions:
+        if (self.domain is None) == (self.file is None):
+            raise ValueError("give exactly one of 'domain' (held-out narrow-domain questions) or 'file' "
+                             "(JSONL of {question})")
+        return self
+
+
+GENERATION_KEYS = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "seed", "batch_size")
+
+
+class _Generation(Schema):
+    max_new_tokens: PosInt = 64
+    min_new_tokens: NonNegInt | None = None
+    temperature: Annotated[Number, Field(ge=0)] = 1.0
+    top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    seed: StrictInt = 0
+    batch_size: PosInt = 16
+
+
+class _Apply(Schema):
+    models: list[StrictStr] | None = None
+    conditions: list[Condition] | None = None
+
+
+class _MeanDiff(Schema):
+    source: StrictStr = "organism"
+    min_per_group: PosInt = 3
+    conditions: list[Condition] | None = None
+
+
+class _Load(Schema):
+    device_map: StrictStr | dict | None = None
+    dtype: StrictStr | None = None
+    revision: StrictStr | None = None
+    device: StrictStr | None = None
+
+
+class StressSchema(Schema):
+    """Every key of a stress-test config (see ``persona_probe/stress_configs/example.yaml``)."""
+
+    name: StrictStr = "stress-test"
+    base: StrictStr = "embedded"
+    models: dict[str, StrictStr | None]
+    trigger: StrictStr = "deployment"
+    near_miss: NonNegInt = 0
+    conditions: Annotated[list[Condition], Field(min_length=1)] = list(CONDITIONS)
+    axis: StrictStr
+    capping_config: StrictStr | None = None
+    triggered_capping_config: StrictStr | None = None
+    calibration_activations: StrictStr | None = None
+    questions: _Questions = _Questions(domain="finance")
+    generation: _Generation = _Generation()
+    judge: StrictStr | dict | None = None
+    interventions: _Interventions = _Interventions()
+    apply: _Apply = _Apply()
+    mean_diff: _MeanDiff = _MeanDiff()
+    load: _Load = _Load()
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("map names to adapter folders (null for the base model), "
+                             "e.g. {base: null, organism: runs/org/organism}")
+        return v
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, v: str) -> str:
+        from ..organisms.triggers import KINDS, TRIGGERS, get_trigger
+
+        kind, sep, _ = v.partition(":")
+        if v not in TRIGGERS and not (sep and kind in KINDS):
+            raise ValueError(f"unknown trigger {v!r}{did_you_mean(v, TRIGGERS)} "
+                             f"(or write '<kind>:<text>' with kind in {list(KINDS)})")
+        get_trigger(v)
+        return v
+
+    @field_validator("judge")
+    @classmethod
+    def _judge(cls, v: Any) -> Any:
+        from ..judges import parse_spec
+
+        if v is not None and parse_spec(v) is None:
+            raise ValueError("the stress test scores every answer, so it needs a judge (offline, local[:model], "
+                             "http:<url> or a mapping); 'none' is for axis builds")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> StressSchema:
+        from ..organisms.triggers import near_misses
+
+        iv = self.interventions
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions {self.conditions} list a condition twice")
+        n_near = len(near_misses(self.trigger))
+        if "near_miss" in self.conditions and self.near_miss >= n_near:
+            raise ValueError(f"near_miss {self.near_miss} is out of range: trigger {self.trigger!r} has {n_near} "
+                             f"near misses (0..{n_near - 1}; 0 is the evaluation one)")
+        if iv.capping and self.capping_config is None:
+            raise ValueError("interventions.capping names experiments, so 'capping_config' is required")
+        if iv.triggered_capping and self.triggered_capping_config is None:
+            raise ValueError("interventions.triggered_capping names experiments, so 'triggered_capping_config' "
+                             "is required")
+        _check_controls(self)
+        _check_names(self)
+        return self
+
+
+def _check_controls(s: StressSchema) -> None:
+    iv = s.interventions
+    directional = iv.capping or iv.triggered_capping or iv.steering or iv.axis_ablation or iv.mean_diff_ablation
+    if directional and "random" not in iv.controls:
+        raise ValueError("interventions.controls must include 'random': every direction intervention needs a "
+                         "random-direction control of equal norm, or its effect cannot be told from any perturbation")
+
+
+def _check_names(s: StressSchema) -> None:
+    for key, known in (("models", list(s.models)), ("conditions", list(s.conditions))):
+        bad = [v for v in getattr(s.apply, key) or [] if v not in known]
+        if bad:
+            raise ValueError(f"apply.{key} names {bad}, which are not in {key}: {known}"
+                             f"{did_you_mean(bad[0], known) if len(known) > 1 else ''}")
+    if s.interventions.mean_diff_ablation is not None and s.mean_diff.source not in s.models:
+        raise ValueError(f"mean_diff.source {s.mean_diff.source!r} is not one of the models {list(s.models)}"
+                         f"{did_you_mean(s.mean_diff.source, s.models)}")
