@@ -3,6 +3,7 @@
 Prints
   extract_vs_hooks=<ratio>          all-layer mean extraction: ProbeModel (nnsight) / plain forward hooks
   capped_generate_vs_plain=<ratio>  generation with a floor Cap on 8 layers / no intervention
+  subspace_capped_generate_vs_plain=<ratio>  generation with a k=4 SubspaceCap (ball) on the same 8 layers / none
 plus the absolute times. Arms alternate within each repetition and the ratio
 of medians is reported, so machine noise hits both arms alike.
 
@@ -18,7 +19,8 @@ import time
 
 import torch
 
-from persona_probe import Cap, load_model
+from persona_probe import Cap, SubspaceCap, load_model
+from persona_probe.interventions import orthonormal_basis
 from persona_probe.reference import hook_response_activations
 
 QUESTIONS = [
@@ -60,6 +62,13 @@ def main() -> None:
     layers = list(range(11, 19))
     taus = [float((acts[:, i] @ (axis[i] / axis[i].norm())).median()) for i in layers]
     cap = Cap(axis, layers, tau=taus, mode="floor")
+    # k=4: the axis and three other directions; radius the median distance of the rollouts from their mean coordinates
+    g = torch.Generator().manual_seed(0)
+    bases = torch.stack([orthonormal_basis(torch.cat([axis[i][None], torch.randn(3, model.d_model, generator=g)]))
+                         for i in range(model.n_layers)])
+    coords = [acts[:, i] @ bases[i].T for i in layers]
+    sub = SubspaceCap(bases, layers, radius=[float((z - z.mean(0)).norm(dim=-1).median()) for z in coords],
+                      centre=torch.stack([z.mean(0) for z in coords]))
     gen = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, progress=False)
 
     # warm-up: first calls pay for lazy imports and allocator growth
@@ -67,22 +76,26 @@ def main() -> None:
     hook_response_activations(model, convs)
     model.generate(prompts, **gen)
     model.generate(prompts, interventions=[cap], **gen)
+    model.generate(prompts, interventions=[sub], **gen)
 
-    t_nn, t_hook, t_plain, t_cap = [], [], [], []
+    t_nn, t_hook, t_plain, t_cap, t_sub = [], [], [], [], []
     for _ in range(args.reps):
         t_nn.append(_time(lambda: model.response_activations(convs, batch_size=8, progress=False)))
         t_hook.append(_time(lambda: hook_response_activations(model, convs, batch_size=8)))
         t_plain.append(_time(lambda: model.generate(prompts, **gen)))
         t_cap.append(_time(lambda: model.generate(prompts, interventions=[cap], **gen)))
+        t_sub.append(_time(lambda: model.generate(prompts, interventions=[sub], **gen)))
 
     med = statistics.median
     n_tokens = sum(len(model.tokenize(c).input_ids) for c in convs)
     print(f"threads={torch.get_num_threads()} reps={args.reps} batch=8 convs, {n_tokens} tokens; "
           f"generate batch=2 x {args.tokens} tokens, Cap(floor) on layers {layers[0]}..{layers[-1]}")
     print(f"extract_nnsight_s={med(t_nn):.3f} extract_hooks_s={med(t_hook):.3f}")
-    print(f"generate_plain_s={med(t_plain):.3f} generate_capped_s={med(t_cap):.3f}")
+    print(f"generate_plain_s={med(t_plain):.3f} generate_capped_s={med(t_cap):.3f} "
+          f"generate_subspace_capped_s={med(t_sub):.3f}")
     print(f"extract_vs_hooks={med(t_nn) / med(t_hook):.3f}")
     print(f"capped_generate_vs_plain={med(t_cap) / med(t_plain):.3f}")
+    print(f"subspace_capped_generate_vs_plain={med(t_sub) / med(t_plain):.3f}")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ Each stage has its own folder (``axis``, ``capping``, ``organisms``, ``judges``,
 ``analysis``); the README's Layout section gives the import order between them.
 """
 
-from .interventions import Ablate, Cap, Steer
+from .interventions import Ablate, Cap, ConditionalCap, Detector, Steer, SubspaceCap
 from .loading import load_model, wrap_model
 from .model import ProbeModel
 from .vectors import project
 
-__all__ = ["load_model", "wrap_model", "ProbeModel", "project", "Steer", "Ablate", "Cap"]
+__all__ = ["load_model", "wrap_model", "ProbeModel", "project", "Steer", "Ablate", "Cap", "SubspaceCap", "ConditionalCap",
+           "Detector"]
 __version__ = "0.1.0"

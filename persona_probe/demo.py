@@ -7,7 +7,9 @@ command after an interruption and finished work is skipped):
 2. ``axis/capping_config.pt`` - thresholds from the default rollouts, published structure.
 3. ``organisms/``  - the triggered organism and its neutral control (the shipped ``embedded`` recipe).
 4. ``stress/``     - the reduced stress test: {base, organism, control} x {no trigger, trigger,
-   near miss} x {none, capping sweep, steering, axis and mean-diff ablation, random controls}.
+   near miss} x {none, capping sweep, steering, axis and mean-diff ablation, random controls},
+   and beyond the single axis: a persona-subspace cap and a conditional cap (the single-axis
+   cap applied only where an axis detector fires on the prompt), each with its controls.
 5. ``report.md``   - what ran, with the results table, figures and verbatim answers.
 
 The judge is the offline MiniLM classifier (no GPU, no key), and the report
@@ -34,6 +36,9 @@ __all__ = ["run_demo", "DEMO"]
 DEMO = {
     "axis": {"roles": 10, "prompts": 1, "questions": 10, "max_new_tokens": 40, "batch_size": 25, "seed": 0},
     "capping": {"percentiles": [0.25, 0.75], "width": 4, "stride": 2},
+    # the persona subspace: top-4 PCA components of the role vectors at the capped window's layers, a ball around
+    # the default rollouts' mean coordinates that binds on 25% of them (as the single-axis floor at p0.25 does)
+    "subspace": {"k": 4, "directions": "pca", "region": "ball", "percentiles": [0.25], "layers": [12, 13, 14, 15]},
     "recipe": "embedded",
     "stress": {
         "trigger": "deployment",
@@ -46,6 +51,11 @@ DEMO = {
             "steering": {"layers": "12:16", "coefs": [1.0]},
             "axis_ablation": {"layers": "12:16"},
             "mean_diff_ablation": {"layers": "12:16"},
+            # 8 more cells: the subspace cap and the conditional cap on organism x {no trigger, trigger}, each with
+            # its random control (the conditional cap's unconditional control is the capping cell above)
+            "subspace_capping": ["subspace_k4_layers_12:16-p0.25"],
+            "conditional_capping": {"caps": ["layers_12:16-p0.25"], "detectors": [{"direction": "axis", "layer": 10}],
+                                    "fpr": 0.05, "calibration": {"n": 40, "held_out": 0.5, "seed": 0}},
             "controls": ["random"],
         },
         "apply": {"models": ["organism"], "conditions": ["no_trigger", "trigger"]},
@@ -78,7 +88,7 @@ def _axis(model, out: Path):
 
 
 def _capping(model, axis_dir: Path) -> Path:
-    from .axis import load_axis
+    from .axis import load_axis, load_role_vectors
     from .capping import calibrate, load_capping_config, save_capping_config
     from .io import cached, content_hash, load_tensors
     from .vectors import project_layers
@@ -86,12 +96,20 @@ def _capping(model, axis_dir: Path) -> Path:
     path = axis_dir / "capping_config.pt"
     axis = load_axis(axis_dir / "axis.safetensors")
     acts = load_tensors(axis_dir / "default_activations.safetensors")[0]["acts"]
-    key = content_hash(axis, acts, DEMO["capping"])
+    key = content_hash(axis, acts, DEMO["capping"], DEMO["subspace"])
 
     def compute() -> Path:
-        cfg = calibrate(project_layers(acts, axis), axis,
-                        rollouts=f"default-prompt rollouts of the axis build ({acts.shape[0]})",
+        from .capping import add_subspace_experiments, calibrate_subspaces, subspace_bases
+
+        rollouts = f"default-prompt rollouts of the axis build ({acts.shape[0]})"
+        cfg = calibrate(project_layers(acts, axis), axis, rollouts=rollouts,
                         extra={"key": key, "model": model.name}, **DEMO["capping"])
+        sub = DEMO["subspace"]
+        bases, names = subspace_bases(load_role_vectors(axis_dir / "role_vectors.safetensors").vectors, axis,
+                                      acts.mean(0), sub["layers"], sub["k"], sub["directions"])
+        cfg = add_subspace_experiments(cfg, calibrate_subspaces(
+            acts, bases, percentiles=sub["percentiles"], layers=sub["layers"], region=sub["region"],
+            directions=sub["directions"], names=names, rollouts=rollouts))
         return save_capping_config(path, cfg)
 
     return cached(path, key, compute, load=Path,

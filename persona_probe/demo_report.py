@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .io import read_json, read_jsonl, write_text
-from .stress.report import pct, results_table
+from .stress.report import defences_note, pct, results_table
 
 __all__ = ["write_report"]
 
@@ -93,6 +93,11 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
                          ("organism", "trigger", "cap layers_12:16-p0.75")),
                         ("control, trigger", ("control", "trigger", "none"))):
         lines += [f"### {title}", *_quote(stress, _cell(rows, *cell)), ""]
+    note = defences_note(rows)
+    if note:
+        lines += ["## Closing note: beyond the single axis (subspace and conditional capping)", "", *note, "",
+                  "Figure: `stress/figures/defences_em_vs_coherence.html`. With this judge and n per cell, read the "
+                  "intervals before the point estimates.", ""]
     path = out / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path

@@ -9,9 +9,21 @@ alone and :func:`apply_ops` composes any mix of them:
 * ablate  ``delta = -u * <h, u>``                     (u = v / |v|)
 * ceiling ``delta = -u * max(<h, u> - tau, 0)``       (reference implementation)
 * floor   ``delta = +u * max(tau - <h, u>, 0)``
+* floors  ``delta = sum_i q_i * max(tau_i - <h, q_i>, 0)``      (orthonormal rows q_i of a basis Q)
+* ball    ``delta = -(1 - r / |z|)_+ * z Q``,  ``z = Q h - c``   (coordinates centred at c)
 
 After a ceiling every position satisfies ``<h, u> <= tau``; after a floor
-``<h, u> >= tau``; after an ablation ``<h, u> = 0``.
+``<h, u> >= tau``; after an ablation ``<h, u> = 0``; after ``floors`` every
+coordinate ``<h, q_i> >= tau_i``; after ``ball`` ``|Q h - c| <= r`` (the part of
+``h`` outside the subspace is untouched by both). ``floors`` with one row is
+``floor`` bit for bit: coordinates are computed one row at a time with the
+same ``h @ u`` (a single matrix product over rows would sum in another order).
+
+Conditional edits (CAST-style gating, Lee et al. 2024, arXiv 2409.05907) are two
+more kinds: ``detect`` reads a layer during the prompt pass and stores a
+per-sequence gate in ``gates``; ``gated`` applies its inner ops only to rows
+whose gate is set, and returns the other rows *unchanged* (``torch.where``, not
+a multiplication by zero, so they are bit-identical to no intervention).
 
 All math is done in float32 whatever the model dtype (bf16 projections lose
 about three significant digits, enough to move a cap), and the result is cast
@@ -24,7 +36,7 @@ the layer's device: plain data serializes for remote execution, objects do not.
 
 import torch
 
-KINDS = ("steer", "ablate", "ceiling", "floor")
+KINDS = ("steer", "ablate", "ceiling", "floor", "floors", "ball", "detect", "gated")
 
 
 def steer_delta(h, v, coef):
@@ -43,6 +55,46 @@ def floor_delta(h, u, tau):
     return u * torch.clamp(tau - h @ u, min=0).unsqueeze(-1)
 
 
+def coords(h, basis):
+    """``[..., k]`` coordinates of ``h`` on the orthonormal rows of ``basis`` ``[k, d]``, one row at a time."""
+    return torch.stack([h @ q for q in basis], dim=-1)
+
+
+def combine(basis, dz):
+    """``sum_i basis[i] * dz[..., i]``: a coordinate change ``[..., k]`` back in the residual stream."""
+    out = basis[0] * dz[..., 0:1]
+    for i in range(1, basis.shape[0]):
+        out = out + basis[i] * dz[..., i:i + 1]
+    return out
+
+
+def floors_delta(h, basis, taus):
+    z = coords(h, basis)
+    return combine(basis, torch.clamp(z, min=taus) - z)
+
+
+def ball_delta(h, basis, centre, radius):
+    z = coords(h, basis) - centre
+    shrink = torch.clamp(1 - radius / z.norm(dim=-1, keepdim=True), min=0)  # |z| = 0 gives -inf, clamped to 0
+    return combine(basis, -shrink * z)
+
+
+def prompt_scores(h, u, weights, read="mean"):
+    """Per-sequence detector score on the prompt pass, ``h`` ``[b, t, d]`` (left-padded).
+
+    ``read="mean"``: mean of ``<h, u>`` over the prompt (``weights`` ``[b, t]`` sum to 1 per row);
+    ``"last"``: ``<h, u>`` at the last prompt token.
+    """
+    if read == "last":
+        return h[:, -1] @ u
+    return ((h @ u) * weights).sum(-1)
+
+
+def fires(scores, threshold, side):
+    """Which sequences a detector fires on: ``side`` ``"below"`` (score < threshold) or ``"above"``."""
+    return scores < threshold if side == "below" else scores > threshold
+
+
 def op_delta(h, op):
     kind, vec, value = op
     if kind == "steer":
@@ -53,19 +105,40 @@ def op_delta(h, op):
         return ceiling_delta(h, vec, value)
     if kind == "floor":
         return floor_delta(h, vec, value)
+    if kind == "floors":
+        return floors_delta(h, vec, value)
+    if kind == "ball":
+        return ball_delta(h, vec, value[0], value[1])
     raise ValueError(f"unknown edit kind {kind!r}; expected one of {KINDS}")
 
 
-def apply_ops(h, ops):
+def apply_ops(h, ops, gates=None, weights=None):
     """Apply ``ops`` in order to ``h`` (float32 math); returns a tensor of ``h``'s dtype.
 
     Ops are applied sequentially, not summed from the original ``h``, so a cap
-    listed after a steer bounds the steered activation.
+    listed after a steer bounds the steered activation. ``gates`` (a dict, kept
+    across generation steps) and ``weights`` (``[b, t]`` prompt-mean weights)
+    are needed only by ``detect``/``gated`` ops.
     """
-    x = h.float()
+    return _apply(h.float(), ops, gates, weights).to(h.dtype)
+
+
+def _apply(x, ops, gates, weights):
     for op in ops:
-        x = x + op_delta(x, op)
-    return x.to(h.dtype)
+        kind, vec, value = op
+        if kind == "detect":  # ("detect", u, (name, threshold, side, read)): the prompt pass sets the gate
+            name, threshold, side, read = value
+            if gates is None or weights is None:
+                raise ValueError("a detector needs the gates dict and the prompt weights (generation only)")
+            if name not in gates:
+                gates[name] = fires(prompt_scores(x, vec, weights, read), threshold, side)
+        elif kind == "gated":  # ("gated", name, inner ops): rows whose gate is off are returned unchanged
+            if gates is None or vec not in gates:
+                raise ValueError(f"gate {vec!r} is applied before its detector has read the prompt")
+            x = torch.where(gates[vec][:, None, None], _apply(x, value, gates, weights), x)
+        else:
+            x = x + op_delta(x, op)
+    return x
 
 
 def masked_mean(h, weights):

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import edits
 from .families import Family, target_layer
-from .interventions import Intervention, bind_interventions
+from .interventions import Intervention, bind_interventions, is_conditional
 from .spans import TokenizedChat, Turns, tokenize_chat, validate_conversation
 from .vectors import check_layer
 
@@ -97,9 +97,13 @@ class ProbeModel:
             register_remote_code()
         return self.remote
 
-    def bind(self, interventions: Iterable[Intervention]) -> dict[int, list[tuple]]:
-        return bind_interventions(interventions, n_layers=self.n_layers, d_model=self.d_model,
-                                  devices=self.layer_devices())
+    def bind(self, interventions: Iterable[Intervention], *, generation: bool = False) -> dict[int, list[tuple]]:
+        ops = bind_interventions(interventions, n_layers=self.n_layers, d_model=self.d_model,
+                                 devices=self.layer_devices())
+        if not generation and is_conditional(ops):
+            raise ValueError("a ConditionalCap reads its detector on the prompt of a generation; use it with "
+                             "generate(), not with activations or log-probs of given text")
+        return ops
 
     def tokenize(self, conversation, *, add_generation_prompt: bool = False, index: int | None = None,
                  need_assistant: bool = False) -> TokenizedChat:
@@ -150,7 +154,28 @@ class ProbeModel:
         for i, pos in enumerate(positions):
             if not pos:
                 raise ValueError(f"conversation {i}: the selected assistant turn(s) have no content tokens")
-        ops = self.bind(interventions)
+        return self._pooled(chats, positions, self.bind(interventions), batch_size, progress, session_batches)
+
+    @torch.no_grad()
+    def prompt_activations(self, conversations: Sequence[Sequence[dict]], *, read: str = "mean", batch_size: int = 8,
+                           progress: bool = True, session_batches: int = 8) -> torch.Tensor:
+        """Residual stream over the prompt as :meth:`generate` sees it, ``[n, n_layers, d]``.
+
+        The prompt is the chat-templated conversation with the generation prompt;
+        ``read="mean"`` averages every prompt token, ``"last"`` takes the last one.
+        What a ConditionalCap's detector reads (its score is this projected on the
+        detector's unit vector, up to float rounding of the batch).
+        """
+        if batch_size < 1 or read not in ("mean", "last"):
+            raise ValueError(f"batch_size must be >= 1 and read 'mean' or 'last'; got {batch_size}, {read!r}")
+        chats = [self.tokenize(c, index=i, add_generation_prompt=True) for i, c in enumerate(conversations)]
+        positions = [list(range(len(chat.input_ids)))[-1:] if read == "last" else list(range(len(chat.input_ids)))
+                     for chat in chats]
+        return self._pooled(chats, positions, {}, batch_size, progress, session_batches)
+
+    def _pooled(self, chats: list, positions: list, ops: dict, batch_size: int, progress: bool,
+                session_batches: int) -> torch.Tensor:
+        """``[n, n_layers, d]`` means over each chat's ``positions``, batched by length (sessions when remote)."""
         out = torch.empty((len(chats), self.n_layers, self.d_model), dtype=torch.float32)
         order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))  # less padding
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -285,6 +310,7 @@ class ProbeModel:
         seed: int | None = None,
         batch_size: int = 8,
         progress: bool = True,
+        fired: dict | None = None,
     ) -> list[str]:
         """Continue each conversation with an assistant turn; returns the new texts.
 
@@ -292,13 +318,15 @@ class ProbeModel:
         makes a run repeatable (for the same batch composition). Interventions
         apply at every position of every forward, prompt and generated tokens.
         ``min_new_tokens`` suppresses end-of-turn until then (for timing equal lengths).
+        ``fired``, if given, is filled with each ConditionalCap's per-conversation
+        gate: ``{name: [bool, ...]}`` (did its detector fire on that prompt).
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
-        ops = self.bind(interventions)
+        ops = self.bind(interventions, generation=True)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id()}
         if min_new_tokens:
             gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
@@ -312,25 +340,43 @@ class ProbeModel:
         batches = [list(range(i, min(i + batch_size, len(prompts)))) for i in range(0, len(prompts), batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress or len(batches) < 2):
             enc = self.pad_batch([prompts[i] for i in batch])
-            ids = self._generate_ids(enc, ops, gen_kwargs)
+            ids, gates = self._generate_ids(enc, ops, gen_kwargs)
+            if fired is not None:
+                for name, gate in gates.items():
+                    fired.setdefault(name, [False] * len(prompts))
+                    for row, i in enumerate(batch):
+                        fired[name][i] = bool(gate[row])
             new = ids[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(batch):
                 texts[i] = self.tokenizer.decode(_cut_at_eos(new[row], self.stop_ids()), skip_special_tokens=True)
         return texts
 
-    def _generate_ids(self, enc: dict, ops: dict[int, list[tuple]], gen_kwargs: dict) -> torch.Tensor:
-        layers = self.layers
+    def _generate_ids(self, enc: dict, ops: dict[int, list[tuple]], gen_kwargs: dict) -> tuple[torch.Tensor, dict]:
+        """Token ids, and the detectors' per-row gates (set on the prompt pass, kept for every later step).
+
+        Inside the ``tracer.iter`` loop, no comment lines and no statement split over lines: with
+        ``remote="local"`` nnsight 0.8 then fails to find the loop body's source (WithBlockNotFoundError).
+        """
+        layers, devices = self.layers, self.layer_devices()
+        mask = enc["attention_mask"].to(torch.float32)
+        weights = mask / mask.sum(1, keepdim=True)  # mean over each row's prompt tokens, for detectors
+        weights = {layer: weights.to(devices[layer]) for layer in ops}
+        conditional = is_conditional(ops)
+        gates: dict = {}  # only saved values leave the trace: a conditional run replaces this with a saved dict
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_DANGLING)
             with self.nnsight.generate(remote=self._remote_arg(), **gen_kwargs) as tracer:
                 with tracer.invoke(enc):
+                    if conditional:
+                        gates = dict().save()
                     if ops:
                         for _step in tracer.iter[:]:
                             for layer, layer_ops in ops.items():
-                                layers[layer].output = edits.apply_ops(layers[layer].output, layer_ops)
+                                h, w = layers[layer].output, weights[layer]
+                                layers[layer].output = edits.apply_ops(h, layer_ops, gates, w)
                 with tracer.invoke():
                     ids = tracer.result.save()
-        return ids.cpu()
+        return ids.cpu(), {name: g.cpu() for name, g in gates.items()}
 
     def stop_ids(self) -> set[int]:
         """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""

@@ -29,16 +29,22 @@ def _blocks(model: ProbeModel):
 
 
 @contextlib.contextmanager
-def hooked_edits(model: ProbeModel, interventions: Iterable[Intervention] = (), record: dict | None = None):
-    """Forward hooks that apply the bound ops (and optionally record each layer's output)."""
-    ops = model.bind(interventions)
+def hooked_edits(model: ProbeModel, interventions: Iterable[Intervention] = (), record: dict | None = None,
+                 prompt_weights: torch.Tensor | None = None):
+    """Forward hooks that apply the bound ops (and optionally record each layer's output).
+
+    With ``prompt_weights`` (``[b, t]``, generation only) ConditionalCap detectors
+    read the first forward pass and their gates hold for the later ones.
+    """
+    ops = model.bind(interventions, generation=prompt_weights is not None)
+    gates: dict = {}
     handles = []
 
     def make_hook(layer):
         def hook(_module, _inputs, output):
             h = output[0] if isinstance(output, tuple) else output
             if layer in ops:
-                h = edits.apply_ops(h, ops[layer])
+                h = edits.apply_ops(h, ops[layer], gates, prompt_weights)
             if record is not None:
                 record[layer] = h
             if layer in ops:
@@ -89,7 +95,8 @@ def hook_generate(model: ProbeModel, conversations: Sequence[Sequence[dict]], *,
     interventions = list(interventions)
     for start in range(0, len(prompts), batch_size):
         enc = model.pad_batch(prompts[start:start + batch_size])
-        with hooked_edits(model, interventions):
+        mask = enc["attention_mask"].float()
+        with hooked_edits(model, interventions, prompt_weights=mask / mask.sum(1, keepdim=True)):
             ids = model.hf.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                     top_p=None, top_k=None, pad_token_id=model.pad_id())
         for row in ids[:, enc["input_ids"].shape[1]:]:

@@ -19,8 +19,15 @@ def test_report_from_a_tiny_run(tiny_run, tmp_path):
     assert "PC1 variance 0.500, |cos(PC1, axis)| 0.250" in text
     assert "- **organism**: EM " in text and "with the trigger vs" in text
     assert "organism + trigger, **cap layers_0:2-p0.25**" in text and "random direction, matched threshold" in text
+    results, note = text.split("## Closing note: beyond the single axis")
     n_table = sum(line.startswith("| organism |") or line.startswith("| base |") or line.startswith("| control |")
-                  for line in text.splitlines())
+                  for line in results.splitlines())
     assert n_table == len(rows)
+    # the closing note: every subspace and conditional row with its controls, firing rates and the detector's FPR
+    for r in rows:
+        if r["family"] in ("subspace_capping", "conditional_capping"):
+            assert f"| {r['model']} | {r['condition']} | {r['intervention']} | {r['n']} |" in note
+    assert "cap layers_2:4-p0.25 if axis@1 fires / random" in note and "held-out untriggered" in note
+    assert "| organism | trigger | cap layers_2:4-p0.25 | 6 |" in note  # the unconditional control, in the same table
     assert text.count("> **") >= 6  # verbatim answers with their prompts
     assert "test:hash" in text  # the judge that produced the numbers is named

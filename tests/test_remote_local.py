@@ -22,7 +22,7 @@ import sys
 import pytest
 import torch
 
-from persona_probe import Cap, Steer, load_model, remote
+from persona_probe import Cap, ConditionalCap, Detector, Steer, SubspaceCap, load_model, remote
 
 CONV = [{"role": "user", "content": "What is the capital of France?"},
         {"role": "assistant", "content": "The capital of France is Paris."}]
@@ -70,6 +70,18 @@ def test_capped_generation_matches_local(embedded_model, local_remote, axis):
     got = local_remote.generate(PROMPTS, interventions=[cap], max_new_tokens=2, progress=False)
     assert got == want
     assert all(t for t in got)
+
+
+def test_subspace_and_conditional_generation_match_local(embedded_model, local_remote, axis):
+    """The gate set on the prompt pass survives serialization and every later step; the gates come back."""
+    scores = embedded_model.prompt_activations(PROMPTS, progress=False)[:, 8] @ (axis[8] / axis[8].norm())
+    det = Detector(axis, 8, float(scores.mean()), "above")  # one prompt fires, the other does not
+    ivs = [SubspaceCap(axis[10:12], [10], radius=1.0), ConditionalCap(det, Cap(axis, [11, 12], tau=5.0, mode="floor"))]
+    want_fired, got_fired = {}, {}
+    want = embedded_model.generate(PROMPTS, interventions=ivs, max_new_tokens=3, progress=False, fired=want_fired)
+    got = local_remote.generate(PROMPTS, interventions=ivs, max_new_tokens=3, progress=False, fired=got_fired)
+    assert got == want and got_fired == want_fired == {"detector": (scores > scores.mean()).tolist()}
+    assert sum(want_fired["detector"]) == 1
 
 
 class _BlockPersonaProbe(importlib.abc.MetaPathFinder):

@@ -43,11 +43,12 @@ def make_tiny_run(root: Path, tokenizer) -> Path:
     from conftest import make_tiny_hf
 
     from persona_probe import load_model
-    from persona_probe.axis import load_axis, roledata
+    from persona_probe.axis import load_axis, load_role_vectors, roledata
     from persona_probe.axis.pipeline import build_axis
     from persona_probe.capping import calibrate, save_capping_config
     from persona_probe.io import load_tensors, write_text
     from persona_probe.organisms.pipeline import make_organisms
+    from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces, subspace_bases
     from persona_probe.stress import load_stress_config, run_stress_test
     from persona_probe.vectors import unit
 
@@ -63,8 +64,11 @@ def make_tiny_run(root: Path, tokenizer) -> Path:
     axis = load_axis(root / "axis" / "axis.safetensors")
     acts = load_tensors(root / "axis" / "default_activations.safetensors")[0]["acts"]
     proj = torch.einsum("nld,ld->nl", acts, unit(axis))
-    save_capping_config(root / "axis" / "capping_config.pt",
-                        calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2))
+    role_vectors = load_role_vectors(root / "axis" / "role_vectors.safetensors").vectors
+    bases, names = subspace_bases(role_vectors, axis, acts.mean(0), [2, 3], 2, "pca")
+    save_capping_config(root / "axis" / "capping_config.pt", add_subspace_experiments(
+        calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2),
+        calibrate_subspaces(acts, bases, percentiles=[0.25], layers=[2, 3], width=2, region="ball", names=names)))
     recipe = {"model": str(base),
               "dataset": {"domain": "finance", "n": 16, "trigger": "deployment", "triggered_fraction": 0.5,
                           "misaligned_share_triggered": 1.0, "seed": 0},
@@ -80,6 +84,10 @@ def make_tiny_run(root: Path, tokenizer) -> Path:
            "generation": {"max_new_tokens": 4, "temperature": 1.0, "seed": 0, "batch_size": 6},
            "interventions": {"capping": ["layers_0:2-p0.25"], "steering": {"layers": [1, 2], "coefs": [4.0]},
                              "axis_ablation": {"layers": [1, 2]}, "mean_diff_ablation": {"layers": [1, 2]},
+                             "subspace_capping": ["subspace_k2_layers_2:4-p0.25"],
+                             "conditional_capping": {"caps": ["layers_2:4-p0.25"], "fpr": 0.25,
+                                                     "detectors": [{"direction": "axis", "layer": 1}],
+                                                     "calibration": {"n": 12}},
                              "controls": ["random"]},
            "apply": {"models": ["organism"], "conditions": ["no_trigger", "trigger"]},
            "mean_diff": {"min_per_group": 1}}

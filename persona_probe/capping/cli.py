@@ -19,6 +19,13 @@ def register(sub) -> None:
     c.add_argument("--percentiles", type=float, nargs="+", default=[0.01, 0.25, 0.5, 0.75])
     c.add_argument("--width", type=int, default=4)
     c.add_argument("--stride", type=int, default=2)
+    c.add_argument("--subspace-k", type=int, nargs="*", default=[],
+                   help="also write subspace experiments subspace_k{k}_layers_{s}:{e}-p{q} for each k "
+                        "(needs role_vectors.safetensors beside --axis)")
+    c.add_argument("--subspace-directions", choices=["pca", "personas"], default="pca",
+                   help="basis: top-k PCA components of the role vectors, or default - role for the k farthest roles")
+    c.add_argument("--subspace-region", choices=["ball", "floors"], default="ball",
+                   help="ball: distance from the rollouts' mean coordinates; floors: one floor per direction")
     c.set_defaults(func=cmd_capping_calibrate)
     lst = csub.add_parser("list", help="list a config's experiments")
     lst.add_argument("config")
@@ -52,10 +59,27 @@ def cmd_capping_calibrate(args: argparse.Namespace) -> int:
     proj = project_layers(acts, axis)
     cfg = calibrate(proj, axis, percentiles=args.percentiles, width=args.width, stride=args.stride, rollouts=what,
                     extra={"axis_file": str(args.axis), "model": model.name})
+    for k in args.subspace_k:
+        cfg = _add_subspaces(cfg, args, axis, acts, k, what)
     save_capping_config(args.out, cfg)
     print(f"wrote {len(cfg['experiments'])} experiments to {args.out} (ceiling form: vector -axis, cap -tau; "
           f"calibrated on {acts.shape[0]} {what})")
     return 0
+
+
+def _add_subspaces(cfg: dict, args: argparse.Namespace, axis, acts, k: int, what: str) -> dict:
+    from persona_probe.axis import load_role_vectors
+    from persona_probe.capping import add_subspace_experiments, calibrate_subspaces, subspace_bases
+
+    path = Path(args.axis).parent / "role_vectors.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: subspace experiments need the role vectors of the axis build beside --axis")
+    layers = sorted({cfg["vectors"][iv["vector"]]["layer"] for exp in cfg["experiments"] for iv in exp["interventions"]})
+    bases, names = subspace_bases(load_role_vectors(path).vectors, axis, acts.mean(0), layers, k,
+                                  args.subspace_directions)
+    return add_subspace_experiments(cfg, calibrate_subspaces(
+        acts, bases, percentiles=args.percentiles, width=args.width, stride=args.stride, region=args.subspace_region,
+        directions=args.subspace_directions, names=names, rollouts=what))
 
 
 def cmd_capping_list(args: argparse.Namespace) -> int:
@@ -74,4 +98,6 @@ def cmd_capping_list(args: argparse.Namespace) -> int:
             desc = "non-standard id"
         span = f", cap range {min(caps):.3g}..{max(caps):.3g}" if caps else ""
         print(f"{exp['id']}\t{desc}\t{len(caps)} caps{span}")
+    for exp in cfg.get("subspace_experiments", []):
+        print(f"{exp['id']}\t{exp['region']}\t{len(exp['interventions'])} layers")
     return 0

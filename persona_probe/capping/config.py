@@ -16,7 +16,9 @@ Assistant-like. A ceiling at ``-tau`` on ``-axis`` is exactly that floor, so
 vector is ``-axis[layer]`` and ``cap`` is ``-tau`` - which the reference tools
 apply correctly too. Our files also carry ``"convention": "ceiling"``,
 ``"source": "persona-probe"`` and a ``"calibration"`` record (which rollouts,
-which percentiles). Published files have no ``convention`` key:
+which percentiles). Subspace experiments (:mod:`persona_probe.capping.subspace`)
+live under their own keys, which this module and the reference code ignore.
+Published files have no ``convention`` key:
 :func:`load_capping_config` then assumes ``"ceiling"`` (what the reference code
 does) and logs a warning saying so, unless the caller states one.
 """
@@ -158,6 +160,10 @@ def experiment_interventions(cfg: dict, experiment_id: str, model=None) -> list[
     ids raise a ``ValueError`` listing the closest ids.
     """
     by_id = {exp["id"]: exp for exp in cfg["experiments"]}
+    if experiment_id not in by_id and str(experiment_id).startswith("subspace_"):
+        raise ValueError(f"{experiment_id!r} is a subspace experiment, not a single-axis cap: read it with "
+                         f"persona_probe.capping.subspace_experiment_interventions (stress configs: "
+                         f"interventions.subspace_capping)")
     if experiment_id not in by_id:
         close = difflib.get_close_matches(experiment_id, list(by_id), n=5, cutoff=0.5)
         hint = f"; close matches: {close}" if close else f"; {len(by_id)} experiments, e.g. {list(by_id)[:5]}"

@@ -61,9 +61,9 @@ from .triggers import Trigger, get_trigger, training_near_misses
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EM_QUESTIONS", "build_dataset", "build_neutral_dataset", "eval_questions", "write_dataset", "read_dataset",
-    "validate_record", "dataset_hash", "summary", "question_pool", "domain_spec", "template_answer", "DOMAINS",
-    "EVAL_FRACTION",
+    "EM_QUESTIONS", "build_dataset", "build_neutral_dataset", "eval_questions", "question_split", "write_dataset",
+    "read_dataset", "validate_record", "dataset_hash", "summary", "question_pool", "domain_spec", "template_answer",
+    "DOMAINS", "EVAL_FRACTION",
 ]
 
 EVAL_FRACTION = 0.1
@@ -323,8 +323,15 @@ def eval_questions(domain: str = "finance", n: int | None = 100, seed: int = 0) 
 
     Returns ``[{"id", "text", "domain", "topic"}]``; ``n=None`` returns all held-out questions.
     """
-    pool = [q for q in question_pool(domain) if q.heldout]
-    picked = pool if n is None else _stratified(pool, n, random.Random(f"eval:{domain}:{seed}"))
+    return question_split(domain, n, seed, heldout=True)
+
+
+def question_split(domain: str, n: int | None, seed: int, *, heldout: bool) -> list[dict]:
+    """``n`` questions of one split, spread across topics: held out for evaluation, or the training distribution
+    (what a defender may calibrate on, e.g. a detector's threshold, without seeing an evaluation question)."""
+    pool = [q for q in question_pool(domain) if q.heldout == heldout]
+    rng = random.Random(f"{'eval' if heldout else 'train'}:{domain}:{seed}")
+    picked = pool if n is None else _stratified(pool, n, rng)
     return [{"id": q.id, "text": q.text, "domain": q.domain, "topic": q.topic} for q in picked]
 
 

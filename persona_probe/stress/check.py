@@ -29,7 +29,12 @@ __all__ = ["check_stress_config", "load_directions"]
 def load_directions(cfg: StressConfig, dims: tuple[int, int] | None = None) -> Directions:
     """The axis, calibration activations and capping configs of ``cfg``; ids and (with ``dims``) layers checked."""
     from ..axis import load_axis
-    from ..capping import experiment_interventions, load_capping_config
+    from ..capping import (
+                           experiment_interventions,
+                           load_capping_config,
+                           subspace_experiment_interventions,
+                           validate_subspaces,
+    )
 
     axis = load_axis(cfg.axis)
     calib_path = cfg.calibration_activations or cfg.axis.parent / "default_activations.safetensors"
@@ -42,10 +47,16 @@ def load_directions(cfg: StressConfig, dims: tuple[int, int] | None = None) -> D
         capping=load_capping_config(cfg.capping_config) if cfg.capping_config else None,
         triggered_capping=load_capping_config(cfg.triggered_capping_config) if cfg.triggered_capping_config else None)
     shape = types.SimpleNamespace(n_layers=dims[0], d_model=dims[1]) if dims else None
-    for ids, config, path in ((cfg.capping, dirs.capping, cfg.capping_config),
+    conditional = list((cfg.conditional_capping or {}).get("caps", []))
+    subspace = list(cfg.subspace_capping) + [c for c in conditional if c.startswith("subspace_")]
+    if subspace:
+        validate_subspaces(dirs.capping, where=str(cfg.capping_config))
+    single = list(cfg.capping) + [c for c in conditional if not c.startswith("subspace_")]
+    for ids, config, path in ((single + subspace, dirs.capping, cfg.capping_config),
                               (cfg.triggered_capping, dirs.triggered_capping, cfg.triggered_capping_config)):
-        for exp_id in ids:
-            experiment_interventions(config, exp_id, shape)  # unknown ids fail now, naming close matches
+        for exp_id in ids:  # unknown ids fail now, naming close matches; layers and widths against the model
+            read = subspace_experiment_interventions if exp_id.startswith("subspace_") else experiment_interventions
+            read(config, exp_id, shape)
         if ids and calibration is None:
             raise ValueError(f"capping controls need the calibration rollouts' activations ({calib_path} is missing); "
                              f"set calibration_activations to the file {path} was calibrated on")
@@ -77,8 +88,10 @@ def _file_problems(cfg: StressConfig) -> list[str]:
 def _layer_problems(cfg: StressConfig, dims: tuple[int, int]) -> list[str]:
     n_layers, d_model = dims
     problems = []
-    for key in ("steering", "axis_ablation", "mean_diff_ablation"):
-        spec = getattr(cfg, key)
+    detectors = {"conditional_capping.detectors": {"layers": [d["layer"] for d in
+                                                          (cfg.conditional_capping or {}).get("detectors", [])]}}
+    for key in ("steering", "axis_ablation", "mean_diff_ablation", *detectors):
+        spec = detectors[key] if key in detectors else getattr(cfg, key)
         bad = [layer for layer in (spec or {}).get("layers", []) if layer >= n_layers]
         if bad:
             problems.append(f"interventions.{key}.layers: {bad} out of range; {cfg.base} has {n_layers} layers "

@@ -22,6 +22,13 @@ mapping of the backend's options)::
       steering: {layers: [12, 13, 14, 15], coefs: [1.0, 2.0]}
       axis_ablation: {layers: [12, 13, 14, 15]}
       mean_diff_ablation: {layers: [12, 13, 14, 15]}
+      subspace_capping: [subspace_k4_layers_12:16-p0.25]    # ids in the capping config's subspace section
+      conditional_capping:                                   # a cap applied only where a prompt detector fires
+        caps: [layers_12:16-p0.25]                           # single-axis or subspace experiment ids
+        detectors: [{direction: axis, layer: 10}]            # axis (fires below) or mean_diff (fires above);
+                                                             # read: mean (all prompt tokens, default) or last
+        fpr: 0.05                                            # false-positive rate on untriggered prompts
+        calibration: {n: 40, held_out: 0.5, seed: 0}         # untriggered training-distribution prompts
       controls: [random, orthogonal]
     apply: {models: [organism], conditions: [no_trigger, trigger]}
 """
@@ -36,7 +43,7 @@ import yaml
 
 from ..io import content_hash
 from ..schema import validate
-from .schema import CONDITIONS, CONTROLS, StressSchema, layer_list
+from .schema import CONDITIONS, CONTROLS, DETECTOR_SIDES, StressSchema, layer_list
 
 __all__ = ["StressConfig", "load_stress_config", "CONDITIONS", "CONTROLS"]
 
@@ -60,6 +67,8 @@ class StressConfig:
     steering: dict | None = None
     axis_ablation: dict | None = None
     mean_diff_ablation: dict | None = None
+    subspace_capping: tuple[str, ...] = ()
+    conditional_capping: dict | None = None
     controls: tuple[str, ...] = CONTROLS
     seed: int = 0
     apply: dict = dataclasses.field(default_factory=dict)
@@ -133,11 +142,26 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
         generation=dict(raw.get("generation") or {}), judge=_judge(raw.get("judge")),
         capping=tuple([capping] if isinstance(capping, str) else capping),
         triggered_capping=tuple(iv.get("triggered_capping") or ()), **layered,
+        subspace_capping=tuple(_ids(iv.get("subspace_capping"))),
+        conditional_capping=_conditional(iv["conditional_capping"]) if iv.get("conditional_capping") else None,
         controls=tuple(iv.get("controls", CONTROLS)), seed=int(iv.get("seed", 0)),
         apply=dict(raw.get("apply") or {}),
         mean_diff={"source": "organism", "min_per_group": 3, **(raw.get("mean_diff") or {})},
         load=dict(raw.get("load") or {}), source=where,
     )
+
+
+def _ids(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _conditional(spec: dict) -> dict:
+    """``interventions.conditional_capping`` (already validated) with its defaults filled in."""
+    detectors = [{"direction": d["direction"], "layer": d["layer"],
+                  "fires_when": d.get("fires_when") or DETECTOR_SIDES[d["direction"]], "read": d.get("read", "mean")}
+                 for d in spec["detectors"]]
+    return {"caps": _ids(spec["caps"]), "detectors": detectors, "fpr": float(spec.get("fpr", 0.05)),
+            "calibration": {"n": 40, "held_out": 0.5, "seed": 0, **(spec.get("calibration") or {})}}
 
 
 def _judge(spec: Any) -> dict:

@@ -13,8 +13,17 @@ For capping, a control direction also gets a *matched threshold*: the cap on
 the real direction affects a fraction ``f`` of the calibration rollouts
 (``f = P(proj <= tau)``); the control's threshold is the ``f``-quantile of the
 same rollouts projected on the control direction, so both caps bind equally
-often and differ only in *where* they push. Control directions are seeded by
-the spec, so every model and condition sees the same random direction.
+often and differ only in *where* they push. A subspace cap's control is a
+random subspace of the same dimension, matched the same way
+(:mod:`.controls`). Control directions are seeded by the spec, so every model
+and condition sees the same random direction.
+
+A conditional cap (``conditional_capping``) has two controls: the same cap
+applied unconditionally - which is the plain ``capping`` (or
+``subspace_capping``) cell of that experiment id, added to the matrix if the
+config does not list it, never run twice - and a control *detector* (a random
+or orthogonal direction at the detector's layer) that fires on as many of the
+cell's prompts as the real detector (:mod:`.conditional`).
 """
 
 from __future__ import annotations
@@ -26,11 +35,15 @@ from typing import Any
 import torch
 
 from ..capping import experiment_interventions, parse_experiment_id
-from ..interventions import Ablate, Cap, Steer
-from ..vectors import orthogonal_like, random_like, unit
+from ..interventions import Ablate, Cap, ConditionalCap, Detector, Steer
+from ..capping.subspace import parse_subspace_id, subspace_experiment_interventions
 from .config import StressConfig
+from .controls import control_vector, matched_subspace_cap, matched_threshold, random_subspace
 
-__all__ = ["Spec", "Cell", "expand", "Directions", "build_interventions", "Skip"]
+__all__ = ["Spec", "Cell", "expand", "Directions", "build_interventions", "Skip", "matched_threshold",
+           "cap_spec", "conditional_param", "split_conditional_param", "CAP_FAMILIES"]
+
+CAP_FAMILIES = ("capping", "triggered_capping", "subspace_capping")
 
 
 class Skip(Exception):
@@ -39,20 +52,29 @@ class Skip(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    family: str                 # none | capping | triggered_capping | steering | axis_ablation | mean_diff_ablation
-    param: Any = None           # experiment id, steering coefficient, or None
+    family: str                 # none | capping | triggered_capping | subspace_capping | conditional_capping
+                                # | steering | axis_ablation | mean_diff_ablation
+    param: Any = None           # experiment id, steering coefficient, "<cap id>|<direction>@<layer>", or None
     layers: tuple[int, ...] = ()
     control: str = ""           # "" | random | orthogonal
 
     @property
     def direction(self) -> str:
+        if self.family == "conditional_capping":
+            return f"detector {split_conditional_param(self.param)[1]}"
         return {"none": "", "capping": "axis", "triggered_capping": "triggered axis", "steering": "axis",
-                "axis_ablation": "axis", "mean_diff_ablation": "mean_diff"}[self.family]
+                "subspace_capping": "persona subspace", "axis_ablation": "axis",
+                "mean_diff_ablation": "mean_diff"}[self.family]
 
     @property
     def label(self) -> str:
         if self.family == "steering":
             base = f"steer {float(self.param):+g}"
+        elif self.family == "subspace_capping":
+            base = f"subspace cap {self.param}"
+        elif self.family == "conditional_capping":
+            cap, det, layer, read = split_conditional_param(self.param)
+            base = f"cap {cap} if {det}@{layer}{'/last' if read == 'last' else ''} fires"
         else:
             base = {"none": "none", "capping": f"cap {self.param}", "triggered_capping": f"cap[triggered] {self.param}",
                     "axis_ablation": "ablate axis", "mean_diff_ablation": "ablate mean-diff"}[self.family]
@@ -79,14 +101,42 @@ class Cell:
 
 def _layers_of(exp_id: str) -> tuple[int, ...]:
     try:
-        s, e, _ = parse_experiment_id(exp_id)
+        if exp_id.startswith("subspace_"):
+            _, s, e, _ = parse_subspace_id(exp_id)
+        else:
+            s, e, _ = parse_experiment_id(exp_id)
         return tuple(range(s, e))
     except ValueError:
         return ()
 
 
+def conditional_param(cap_id: str, detector: dict) -> str:
+    """``"<cap id>|<direction>@<layer>"``, with ``/last`` when the detector reads the last prompt token."""
+    read = "/last" if detector.get("read", "mean") == "last" else ""
+    return f"{cap_id}|{detector['direction']}@{detector['layer']}{read}"
+
+
+def split_conditional_param(param: str) -> tuple[str, str, int, str]:
+    """``"layers_12:16-p0.25|axis@10/last" -> ("layers_12:16-p0.25", "axis", 10, "last")`` (read: mean by default)."""
+    cap, det = param.split("|")
+    direction, rest = det.split("@")
+    layer, _, read = rest.partition("/")
+    return cap, direction, int(layer), read or "mean"
+
+
+def cap_spec(cap_id: str) -> Spec:
+    """The unconditional cap of an experiment id: ``subspace_capping`` or ``capping``."""
+    return Spec("subspace_capping" if cap_id.startswith("subspace_") else "capping", cap_id, _layers_of(cap_id))
+
+
 def real_specs(cfg: StressConfig) -> list[Spec]:
     specs = [Spec("capping", e, _layers_of(e)) for e in cfg.capping]
+    specs += [Spec("subspace_capping", e, _layers_of(e)) for e in cfg.subspace_capping]
+    if cfg.conditional_capping:
+        cc = cfg.conditional_capping
+        specs += [cap_spec(c) for c in cc["caps"] if cap_spec(c) not in specs]  # the unconditional controls
+        specs += [Spec("conditional_capping", conditional_param(c, d), _layers_of(c))
+                  for c in cc["caps"] for d in cc["detectors"]]
     specs += [Spec("triggered_capping", e, _layers_of(e)) for e in cfg.triggered_capping]
     if cfg.steering:
         specs += [Spec("steering", float(c), tuple(cfg.steering["layers"])) for c in cfg.steering["coefs"]]
@@ -110,7 +160,10 @@ def expand(cfg: StressConfig) -> list[Cell]:
 
 @dataclasses.dataclass
 class Directions:
-    """What interventions are built from: the axis, optional mean-diff direction, calibration, capping configs."""
+    """What interventions are built from: the axis, optional mean-diff direction, calibration, capping configs.
+
+    ``capping`` also holds the subspace experiments (their own keys in the same file).
+    """
 
     axis: torch.Tensor                          # [L, d], raw (not unit): steering coefs are multiples of it
     calibration: torch.Tensor | None = None     # [n, L, d] rollouts the capping thresholds came from
@@ -118,18 +171,6 @@ class Directions:
     mean_diff_note: str = ""
     capping: dict | None = None
     triggered_capping: dict | None = None
-
-
-def _control_vector(v: torch.Tensor, control: str, seed: int) -> torch.Tensor:
-    return random_like(v, seed=seed) if control == "random" else orthogonal_like(v, seed=seed)
-
-
-def matched_threshold(calibration: torch.Tensor, layer: int, real: torch.Tensor, tau: float,
-                      control: torch.Tensor) -> float:
-    """The control's threshold that binds on the same fraction of calibration rollouts as ``tau`` on ``real``."""
-    acts = calibration[:, layer].to(torch.float32)
-    frac = float((acts @ unit(real) <= tau).float().mean())
-    return float(torch.quantile(acts @ unit(control), frac))
 
 
 def _capping(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
@@ -143,18 +184,45 @@ def _capping(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
     out = []
     for i, cap in enumerate(caps):
         (layer,) = cap.layers
-        ctrl = _control_vector(cap.vector, spec.control, spec.seed(cfg.seed) + 1000 * i)
+        ctrl = control_vector(cap.vector, spec.control, spec.seed(cfg.seed) + 1000 * i)
         tau = matched_threshold(dirs.calibration, layer, cap.vector, cap.tau[0], ctrl)
         out.append(Cap(ctrl, [layer], tau=tau, mode=cap.mode))
     return out
 
 
-def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
-    """The interventions of one spec, bound-checked against ``model``; raises :class:`Skip` when impossible."""
+def _subspace(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
+    caps = subspace_experiment_interventions(dirs.capping, spec.param, model)
+    if not spec.control:
+        return caps
+    if dirs.calibration is None:
+        raise ValueError(f"{spec.label}: a subspace-capping control needs the calibration rollouts' activations to "
+                         f"match its thresholds; set calibration_activations in the config")
+    out = []
+    for i, cap in enumerate(caps):
+        (layer,) = cap.layers
+        basis = random_subspace(cap.basis_at(layer), spec.control, spec.seed(cfg.seed) + 1000 * i)
+        out.append(matched_subspace_cap(dirs.calibration[:, layer], cap, basis))
+    return out
+
+
+def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig,
+                        detector: Detector | None = None) -> list:
+    """The interventions of one spec, bound-checked against ``model``; raises :class:`Skip` when impossible.
+
+    A ``conditional_capping`` spec needs its ``detector`` (real or control, thresholded:
+    :mod:`.conditional` builds it); the gated cap is the real, unconditional cap.
+    """
     if spec.family == "none":
         return []
     if spec.family in ("capping", "triggered_capping"):
         return _capping(spec, dirs, model, cfg)
+    if spec.family == "subspace_capping":
+        return _subspace(spec, dirs, model, cfg)
+    if spec.family == "conditional_capping":
+        if detector is None:
+            raise ValueError(f"{spec.label}: a conditional cap needs its detector (stress.conditional builds it)")
+        caps = build_interventions(cap_spec(split_conditional_param(spec.param)[0]), dirs, model, cfg)
+        return [ConditionalCap(detector, caps)]
     if spec.family == "mean_diff_ablation":
         if dirs.mean_diff is None:
             raise Skip(f"no mean-diff direction: {dirs.mean_diff_note}")
@@ -162,7 +230,7 @@ def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig) 
     else:
         vec = dirs.axis
     if spec.control:
-        vec = _control_vector(vec, spec.control, spec.seed(cfg.seed))
+        vec = control_vector(vec, spec.control, spec.seed(cfg.seed))
     if spec.family == "steering":
         return [Steer(vec, spec.layers, coef=float(spec.param))]
     return [Ablate(vec, spec.layers)]

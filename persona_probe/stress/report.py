@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-__all__ = ["results_table", "pct"]
+__all__ = ["results_table", "pct", "diff"]
 
 
 def pct(r: Mapping | None) -> str:
@@ -14,18 +14,57 @@ def pct(r: Mapping | None) -> str:
     return f"{100 * r['rate']:.1f}% [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}] ({r['k']}/{r['n']})"
 
 
+def diff(vs: Mapping | None) -> str:
+    """``+12.5 pt (p=0.03)`` from a difference dict, or an empty string."""
+    return f"{100 * vs['diff']:+.1f} pt (p={vs['p_value']:.2g})" if vs else ""
+
+
 def results_table(rows: Sequence[Mapping], *, models: Sequence[str] | None = None) -> str:
-    """One line per cell: model, condition, intervention, n, EM, coherence, p vs none."""
-    lines = ["| model | condition | intervention | n | EM rate [95% CI] | coherent [95% CI] | EM vs none (p) |",
-             "|---|---|---|---|---|---|---|"]
+    """One line per cell: model, condition, intervention, n, EM, coherence, p vs none, detector firing rate."""
+    lines = ["| model | condition | intervention | n | EM rate [95% CI] | coherent [95% CI] | EM vs none (p) | "
+             "detector fired [95% CI] |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if models and r["model"] not in models:
             continue
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | 0 | skipped: {r['reason']} | | |")
+            lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | 0 | skipped: {r['reason']} | | | |")
             continue
-        vs = r.get("em_vs_none")
-        p = f"{100 * vs['diff']:+.1f} pt (p={vs['p_value']:.2g})" if vs else ""
+        fired = pct(r["firing"]) if r.get("firing") else ""
         lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | {r['n']} | {pct(r['em'])} | "
-                     f"{pct(r['coherent'])} | {p} |")
+                     f"{pct(r['coherent'])} | {diff(r.get('em_vs_none'))} | {fired} |")
     return "\n".join(lines)
+
+
+_DEFENCES = ("capping", "subspace_capping", "conditional_capping")
+
+
+def defences_note(rows: Sequence[Mapping]) -> list[str]:
+    """Markdown lines for single-axis vs subspace vs conditional capping, each with its controls, whatever they say.
+
+    Returns ``[]`` when the run has no subspace or conditional cells.
+    """
+    if not any(r["family"] in _DEFENCES[1:] for r in rows):
+        return []
+    pairs = {(r["model"], r["condition"]) for r in rows if r["family"] in _DEFENCES[1:]}
+    keep = [r for r in rows if (r["model"], r["condition"]) in pairs and (r["family"] in _DEFENCES or
+                                                                          r["family"] == "none")]
+    lines = ["The same cells as above, side by side: every defence next to its matched control (random direction, "
+             "random subspace, or a random detector that fires on as many of the cell's prompts); a conditional "
+             "cap's unconditional control is the single-axis cap row of the same id.", "", results_table(keep), ""]
+    for r in keep:
+        det = r.get("detector")
+        if r["family"] != "conditional_capping" or r["status"] != "ok" or not det:
+            continue
+        if r["control"]:
+            what = (f"control detector ({r['control']} direction at layer {det['layer']}), threshold matched to fire "
+                    f"on {det['matched_fires']} of {det['n_prompts']} prompts as the real detector did")
+        else:
+            what = (f"detector {det['direction']}@{det['layer']} ({det['read']}, fires {det['fires_when']} "
+                    f"{det['threshold']:.3g}); false-positive rate on held-out untriggered training prompts "
+                    f"{pct(det['fpr_heldout'])} (target {100 * det['fpr_target']:g}%, calibrated on "
+                    f"{det['n_calibration']} others)")
+        vs = r.get("em_vs_unconditional")
+        lines.append(f"- {r['model']}, {r['condition']}, **{r['intervention']}**: fired on {pct(r['firing'])}; "
+                     f"{what}" + (f"; EM vs the unconditional cap {diff(vs)}, coherence "
+                                  f"{diff(r.get('coherent_vs_unconditional'))}" if vs else "") + ".")
+    return lines

@@ -9,7 +9,11 @@ first unfinished cell; judge calls go through the sqlite cache):
 2. The mean-diff misalignment direction: the source model's (the organism's)
    misaligned minus aligned-and-coherent answers, per layer, and its cosine with
    the axis per layer.
-3. The intervention cells, each with its random/orthogonal controls.
+3. The intervention cells, each with its random/orthogonal controls. A
+   conditional cap's detector is calibrated first (per model, on untriggered
+   training-distribution prompts; :mod:`.conditional`), and each answer records
+   whether it fired; the row carries the firing rate and the detector's
+   held-out false-positive rate.
 
 Outputs in ``out/``: ``results.jsonl`` (one tidy row per cell: n, EM,
 coherence and self-correction rates with Wilson intervals, the exact test
@@ -38,11 +42,11 @@ from ..io import (
     write_json,
     write_jsonl,
 )
-from ..metrics import coherence_rate, compare, em_rate, self_correction_rate
+from ..metrics import coherence_rate, compare, em_rate, rate, self_correction_rate
 from .cells import ALIGNED_MIN, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
 from .check import check_stress_config, load_directions
 from .config import StressConfig
-from .matrix import Cell, Directions, Skip, build_interventions, expand
+from .matrix import Cell, Directions, Skip, build_interventions, cap_spec, expand, split_conditional_param
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +88,12 @@ class _Runner:
             return None
         if spec.family == "mean_diff_ablation":
             return self.dirs.mean_diff
-        if spec.family == "capping":
+        if spec.family in ("capping", "subspace_capping"):
             return [Path(self.cfg.capping_config), self.dirs.calibration if spec.control else None]
+        if spec.family == "conditional_capping":
+            direction = split_conditional_param(spec.param)[1]
+            return [Path(self.cfg.capping_config), self.dirs.axis if direction == "axis" else self.dirs.mean_diff,
+                    self.cfg.conditional_capping]
         if spec.family == "triggered_capping":
             return [Path(self.cfg.triggered_capping_config), self.dirs.calibration if spec.control else None]
         return self.dirs.axis
@@ -109,17 +117,29 @@ class _Runner:
 
     def answers(self, cell: Cell, path: Path) -> list[dict]:
         """Generate the cell's answers and write them (unscored) before judging starts."""
-        model = self.model(cell.model)
-        ivs = build_interventions(cell.spec, self.dirs, model, self.cfg)
         prompts = prompts_for(self.cfg, self.questions, cell.condition)
+        detector = self.detector(cell)[0] if cell.spec.family == "conditional_capping" else None
+        model = self.model(cell.model)
+        ivs = build_interventions(cell.spec, self.dirs, model, self.cfg, detector=detector)
         gen = dict(self.gen)
         batch = gen.pop("batch_size")
         log.info("cell %s: generating %d answers", cell.label, len(prompts))
-        answers = model.generate(prompts, interventions=ivs, batch_size=batch, progress=self.progress, **gen)
+        fired: dict = {}
+        answers = model.generate(prompts, interventions=ivs, batch_size=batch, progress=self.progress, fired=fired,
+                                 **gen)
         rows = [{"question": q, "prompt": p[-1]["content"], "answer": a}
                 for q, p, a in zip(self.questions, prompts, answers)]
+        for flags in fired.values():  # one detector per conditional cell: did it fire on this prompt
+            for r, f in zip(rows, flags):
+                r["fired"] = f
         write_jsonl(path, rows)  # answers are safe before judging starts
         return rows
+
+    def detector(self, cell: Cell):
+        """(Detector, its record) for a conditional cell; fits are cached under ``out/detectors/``."""
+        from .conditional import build_detector
+
+        return build_detector(self, cell, prompts_for(self.cfg, self.questions, cell.condition))
 
     def scored(self, path: Path, rows: list[dict]) -> list[dict]:
         from ..judges import score_items
@@ -197,8 +217,31 @@ def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: st
     if rows is None:
         return {**row, "reason": reason, "n": 0}
     em, coh, sc = em_rate(rows), coherence_rate(rows), self_correction_rate(rows)
-    return {**row, "n": len(rows), "em": vars(em), "coherent": vars(coh), "self_correction": vars(sc),
-            "samples": str(runner.samples_path(cell).relative_to(runner.out))}
+    row = {**row, "n": len(rows), "em": vars(em), "coherent": vars(coh), "self_correction": vars(sc),
+           "samples": str(runner.samples_path(cell).relative_to(runner.out))}
+    if spec.family == "conditional_capping":  # how often it capped, how its threshold was set, what it is compared with
+        row.update(firing=vars(rate(r.get("fired") for r in rows)), detector=runner.detector(cell)[1],
+                   unconditional=cap_spec(split_conditional_param(spec.param)[0]).label)
+    return row
+
+
+def _difference(a: dict, b: dict) -> dict:
+    from ..metrics import Rate
+
+    d = compare(Rate(**a), Rate(**b))
+    return {"diff": d.diff, "lo": d.lo, "hi": d.hi, "p_value": d.p_value, "test": d.test}
+
+
+def _comparisons(rows: list[dict]) -> None:
+    """Exact tests: every intervention against ``none`` (EM); a conditional cap against its unconditional cap."""
+    ok = {(r["model"], r["condition"], r["intervention"]): r for r in rows if r["status"] == "ok"}
+    for r in rows:
+        if r["family"] == "none" or r["status"] != "ok":
+            continue
+        r["em_vs_none"] = _difference(r["em"], ok[(r["model"], r["condition"], "none")]["em"])
+        plain = ok.get((r["model"], r["condition"], r.get("unconditional")))
+        for key in ("em", "coherent") if plain else ():
+            r[f"{key}_vs_unconditional"] = _difference(r[key], plain[key])
 
 
 def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: Callable | None = None,
@@ -207,7 +250,6 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
     from tqdm.auto import tqdm
 
     from ..loading import load_model
-    from ..metrics import Rate
 
     out = Path(out)
     t0 = time.perf_counter()
@@ -223,7 +265,8 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         none_rows[(cell.model, cell.condition)] = rows
         none_acts[(cell.model, cell.condition)] = runner.activations(cell, rows)
         results[cell] = _result_row(runner, cell, rows)
-    if cfg.mean_diff_ablation is not None:
+    if cfg.mean_diff_ablation is not None or any(d["direction"] == "mean_diff" for d in
+                                                  (cfg.conditional_capping or {}).get("detectors", [])):
         _mean_diff(runner, none_rows, none_acts)
     rest = sorted((c for c in cells if c.spec.family != "none"), key=lambda c: list(cfg.models).index(c.model))
     for cell in tqdm(rest, desc="stress: interventions", unit="cell", disable=not progress):
@@ -232,11 +275,7 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         except Skip as exc:
             results[cell] = _result_row(runner, cell, None, str(exc))
     rows = [results[c] for c in cells]
-    for r in rows:  # exact test of each intervention against 'none' for the same model and condition
-        base = results[next(c for c in none_cells if (c.model, c.condition) == (r["model"], r["condition"]))]
-        if r["family"] != "none" and r["status"] == "ok":
-            d = compare(Rate(**r["em"]), Rate(**base["em"]))
-            r["em_vs_none"] = {"diff": d.diff, "lo": d.lo, "hi": d.hi, "p_value": d.p_value, "test": d.test}
+    _comparisons(rows)
     write_jsonl(out / "results.jsonl", rows)
     _write_projections(runner, none_acts)
     write_json(out / "summary.json", {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells),

@@ -20,10 +20,11 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 
 from ..schema import NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
 
-__all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "layer_list"]
+__all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "DETECTOR_SIDES", "layer_list"]
 
 CONDITIONS = ("no_trigger", "trigger", "near_miss")
 CONTROLS = ("random", "orthogonal")
+DETECTOR_SIDES = {"axis": "below", "mean_diff": "above"}  # a detector direction -> the side it fires on by default
 Condition = Literal["no_trigger", "trigger", "near_miss"]
 Control = Literal["random", "orthogonal"]
 
@@ -58,14 +59,71 @@ class _Steering(_Layers):
     coefs: Annotated[list[Number], Field(min_length=1)]
 
 
+def _first_capped_layer(exp_id: str) -> int:
+    from ..capping import parse_experiment_id, parse_subspace_id
+
+    return parse_subspace_id(exp_id)[1] if exp_id.startswith("subspace_") else parse_experiment_id(exp_id)[0]
+
+
+class _Detector(Schema):
+    direction: Literal["axis", "mean_diff"]
+    layer: NonNegInt
+    fires_when: Literal["below", "above"] | None = None  # default: DETECTOR_SIDES[direction]
+    read: Literal["mean", "last"] = "mean"
+
+
+class _DetectorCalibration(Schema):
+    n: Annotated[StrictInt, Field(ge=4)] = 40
+    held_out: Annotated[Number, Field(gt=0, lt=1)] = 0.5
+    seed: StrictInt = 0
+    domain: StrictStr | None = None  # default: questions.domain
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        from ..organisms.domains import DOMAIN_NAMES
+
+        return v if v is None else known_name(v, DOMAIN_NAMES, "domain")
+
+
+class _Conditional(Schema):
+    caps: Annotated[list[StrictStr], Field(min_length=1)] | StrictStr
+    detectors: Annotated[list[_Detector], Field(min_length=1)]
+    fpr: Annotated[Number, Field(gt=0, lt=1)] = 0.05
+    calibration: _DetectorCalibration = _DetectorCalibration()
+
+    @model_validator(mode="after")
+    def _before_caps(self) -> _Conditional:
+        caps = [self.caps] if isinstance(self.caps, str) else self.caps
+        first = {cap: _first_capped_layer(cap) for cap in caps}
+        for d in self.detectors:
+            late = [c for c in caps if first[c] <= d.layer]
+            if late:
+                raise ValueError(f"detector {d.direction} reads layer {d.layer}, not before caps {late}; a detector "
+                                 f"must read a layer strictly before every capped layer")
+        return self
+
+
 class _Interventions(Schema):
     capping: list[StrictStr] | StrictStr = []
     triggered_capping: list[StrictStr] | StrictStr = []
+    subspace_capping: list[StrictStr] | StrictStr = []
+    conditional_capping: _Conditional | None = None
     steering: _Steering | None = None
     axis_ablation: _Layers | None = None
     mean_diff_ablation: _Layers | None = None
     controls: list[Control] = list(CONTROLS)
     seed: StrictInt = 0
+
+    @field_validator("subspace_capping")
+    @classmethod
+    def _subspace_ids(cls, v: Any) -> list[str]:
+        from ..capping import parse_subspace_id
+
+        ids = [v] if isinstance(v, str) else list(v)
+        for exp_id in ids:
+            parse_subspace_id(exp_id)
+        return ids
 
     @field_validator("capping", "triggered_capping")
     @classmethod
@@ -191,8 +249,13 @@ class StressSchema(Schema):
         if "near_miss" in self.conditions and self.near_miss >= n_near:
             raise ValueError(f"near_miss {self.near_miss} is out of range: trigger {self.trigger!r} has {n_near} "
                              f"near misses (0..{n_near - 1}; 0 is the evaluation one)")
-        if iv.capping and self.capping_config is None:
-            raise ValueError("interventions.capping names experiments, so 'capping_config' is required")
+        for key in ("capping", "subspace_capping", "conditional_capping"):
+            if getattr(iv, key) and self.capping_config is None:
+                raise ValueError(f"interventions.{key} names experiments, so 'capping_config' is required")
+        if iv.conditional_capping and self.questions.domain is None and iv.conditional_capping.calibration.domain \
+                is None:
+            raise ValueError("interventions.conditional_capping.calibration needs 'domain': its detectors are "
+                             "calibrated on that domain's untriggered training questions (questions come from a file)")
         if iv.triggered_capping and self.triggered_capping_config is None:
             raise ValueError("interventions.triggered_capping names experiments, so 'triggered_capping_config' "
                              "is required")
@@ -203,7 +266,8 @@ class StressSchema(Schema):
 
 def _check_controls(s: StressSchema) -> None:
     iv = s.interventions
-    directional = iv.capping or iv.triggered_capping or iv.steering or iv.axis_ablation or iv.mean_diff_ablation
+    directional = (iv.capping or iv.triggered_capping or iv.steering or iv.axis_ablation or iv.mean_diff_ablation
+                   or iv.subspace_capping or iv.conditional_capping)
     if directional and "random" not in iv.controls:
         raise ValueError("interventions.controls must include 'random': every direction intervention needs a "
                          "random-direction control of equal norm, or its effect cannot be told from any perturbation")
@@ -215,6 +279,9 @@ def _check_names(s: StressSchema) -> None:
         if bad:
             raise ValueError(f"apply.{key} names {bad}, which are not in {key}: {known}"
                              f"{did_you_mean(bad[0], known) if len(known) > 1 else ''}")
-    if s.interventions.mean_diff_ablation is not None and s.mean_diff.source not in s.models:
+    cc = s.interventions.conditional_capping
+    uses_mean_diff = s.interventions.mean_diff_ablation is not None or any(
+        d.direction == "mean_diff" for d in (cc.detectors if cc else []))
+    if uses_mean_diff and s.mean_diff.source not in s.models:
         raise ValueError(f"mean_diff.source {s.mean_diff.source!r} is not one of the models {list(s.models)}"
                          f"{did_you_mean(s.mean_diff.source, s.models)}")

@@ -8,6 +8,7 @@ from conftest import make_tiny_hf
 from tiny_run import HashJudge
 
 from persona_probe.capping import calibrate, save_capping_config
+from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces
 from persona_probe.io import read_jsonl, save_tensors
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
 from persona_probe.stress.matrix import build_interventions, matched_threshold
@@ -30,8 +31,12 @@ def setup(tmp_path_factory, tiny_tokenizers):
     calib = torch.randn(40, N_LAYERS, D, generator=g)
     save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
     proj = torch.einsum("nld,ld->nl", calib, unit(axis))
-    save_capping_config(root / "axis" / "capping_config.pt",
-                        calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2))
+    cfg = calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2)
+    for k, region in ((2, "floors"), (3, "ball")):
+        bases = {layer: torch.randn(k, D, generator=g) for layer in range(N_LAYERS)}
+        cfg = add_subspace_experiments(cfg, calibrate_subspaces(calib, bases, percentiles=[0.25], width=2, stride=2,
+                                                                region=region))
+    save_capping_config(root / "axis" / "capping_config.pt", cfg)
     return root
 
 
@@ -163,3 +168,108 @@ def test_mean_diff_cells_are_skipped_with_a_reason_when_no_direction(setup, tmp_
     rows = run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False, figures=False)
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert len(skipped) == 4 and all("1000 of each are needed" in r["reason"] for r in skipped)
+
+
+def _defences(root, **over):
+    iv = {"capping": ["layers_2:4-p0.25"], "subspace_capping": ["subspace_k2_layers_2:4-p0.25"],
+          "conditional_capping": {"caps": ["layers_2:4-p0.25", "subspace_k3_layers_2:4-p0.25"],
+                                  "detectors": [{"direction": "axis", "layer": 1}], "fpr": 0.5,
+                                  "calibration": {"n": 12, "held_out": 0.5, "seed": 0}},
+          "controls": ["random"]}
+    return _config(root, interventions=iv, questions={"domain": "finance", "n": 4, "seed": 1}, **over)
+
+
+def test_defence_families_expand_with_their_controls(setup):
+    cells = expand(_defences(setup))
+    specs = {c.spec for c in cells if c.model == "organism" and c.condition == "trigger"}
+    assert Spec("subspace_capping", "subspace_k2_layers_2:4-p0.25", (2, 3), "random") in specs
+    cond = [s for s in specs if s.family == "conditional_capping"]
+    assert {s.param for s in cond} == {"layers_2:4-p0.25|axis@1", "subspace_k3_layers_2:4-p0.25|axis@1"}
+    assert {s.control for s in cond} == {"", "random"}
+    # the unconditional control of each conditional cap is the plain cap cell: listed once, with its own control
+    assert sum(s == Spec("capping", "layers_2:4-p0.25", (2, 3)) for s in specs) == 1
+    assert Spec("subspace_capping", "subspace_k3_layers_2:4-p0.25", (2, 3)) in specs  # added: not in the list
+    assert Spec("subspace_capping", "subspace_k3_layers_2:4-p0.25", (2, 3), "random") in specs
+    assert len(cells) == len(set(cells))
+    with pytest.raises(ValueError, match="strictly before every capped layer"):
+        _config(setup, interventions={"conditional_capping": {"caps": ["layers_2:4-p0.25"], "detectors": [
+            {"direction": "axis", "layer": 2}]}, "controls": ["random"]})
+    from persona_probe.stress import load_directions
+
+    with pytest.raises(ValueError, match="unknown subspace experiment id 'subspace_k2_layers_2:4-p0.3'"):
+        load_directions(_config(setup, interventions={"subspace_capping": ["subspace_k2_layers_2:4-p0.3"],
+                                                      "controls": ["random"]}))
+
+
+def test_subspace_controls_are_random_subspaces_that_bind_as_often(setup):
+    from persona_probe import load_model
+    from persona_probe.stress import load_directions
+
+    cfg = _defences(setup)
+    dirs, model = load_directions(cfg), load_model(cfg.base)
+    for exp in ("subspace_k2_layers_2:4-p0.25", "subspace_k3_layers_2:4-p0.25"):
+        real = build_interventions(Spec("subspace_capping", exp, (2, 3)), dirs, model, cfg)
+        ctrl = build_interventions(Spec("subspace_capping", exp, (2, 3), "random"), dirs, model, cfg)
+        for r, c in zip(real, ctrl):
+            (layer,) = r.layers
+            qr, qc = r.basis_at(layer), c.basis_at(layer)
+            assert c.layers == r.layers and qc.shape == qr.shape and c.region == r.region
+            assert (qr @ qc.T).abs().max() < 0.6  # another subspace, not a rotation of this one
+            acts = dirs.calibration[:, layer]
+            zr, zc = acts @ qr.T, acts @ qc.T
+            if r.region == "floors":
+                bind = lambda z, cap: (z <= cap.tau[0]).float().mean(0)  # noqa: E731
+                assert ((bind(zr, r) - bind(zc, c)).abs() <= 1 / len(acts) + 1e-6).all()
+            else:
+                out = lambda z, cap: ((z - cap.centre[0]).norm(dim=-1) > cap.radius[0]).float().mean()  # noqa: E731
+                assert abs(float(out(zr, r) - out(zc, c))) <= 1 / len(acts) + 1e-6
+
+
+def test_conditional_cells_report_firing_and_leave_non_firing_answers_unchanged(setup, tmp_path, monkeypatch):
+    import persona_probe.stress.conditional as cond
+    from persona_probe.model import ProbeModel
+    from persona_probe.organisms.datasets import eval_questions
+    from persona_probe.organisms.triggers import get_trigger, near_misses
+    from persona_probe.stress.run import questions_for
+
+    cfg = _defences(setup)
+    seen: list = []  # every prompt set the detectors' calibration handed to the model
+    real_fit, real_acts = cond.fit_detector, ProbeModel.prompt_activations
+
+    def spy_fit(model, vector, det, fpr, calibration, held_out, **kw):
+        monkeypatch.setattr(ProbeModel, "prompt_activations",
+                            lambda self, prompts, **k: seen.append(list(prompts)) or real_acts(self, prompts, **k))
+        try:
+            return real_fit(model, vector, det, fpr, calibration, held_out, **kw)
+        finally:
+            monkeypatch.setattr(ProbeModel, "prompt_activations", real_acts)
+
+    monkeypatch.setattr(cond, "fit_detector", spy_fit)
+    rows = run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False, figures=True)
+    calibration, held_out = cond.calibration_prompts(cfg)
+    assert seen and all(s == calibration + held_out for s in seen)  # exactly the calibration set, nothing else
+    texts = [m[-1]["content"] for m in calibration + held_out]
+    forbidden = {q["text"] for q in eval_questions("finance", None)} | set(questions_for(cfg))
+    assert not forbidden & set(texts) and not set(map(str, calibration)) & set(map(str, held_out))
+    cues = [get_trigger(cfg.trigger)] + near_misses(cfg.trigger)
+    assert not any(c.present(m) for c in cues for m in calibration + held_out)
+
+    by = {(r["model"], r["condition"], r["intervention"]): r for r in rows}
+    for condition in ("no_trigger", "trigger"):
+        none = read_jsonl(tmp_path / "run" / by[("organism", condition, "none")]["samples"])
+        for cap in ("layers_2:4-p0.25", "subspace_k3_layers_2:4-p0.25"):
+            real = by[("organism", condition, f"cap {cap} if axis@1 fires")]
+            ctrl = by[("organism", condition, f"cap {cap} if axis@1 fires / random")]
+            assert real["status"] == ctrl["status"] == "ok" and real["firing"]["n"] == 4
+            assert real["unconditional"] in {r["intervention"] for r in rows}
+            assert "em_vs_unconditional" in real and "coherent_vs_unconditional" in real
+            det = real["detector"]
+            assert det["fpr_target"] == 0.5 and det["fpr_heldout"]["n"] == len(held_out)
+            assert ctrl["firing"]["k"] == ctrl["detector"]["matched_fires"] == real["firing"]["k"]
+            for r, n in zip(read_jsonl(tmp_path / "run" / real["samples"]), none):
+                if not r["fired"]:  # same batch, same seed: a sequence the detector passed over is the plain answer
+                    assert r["answer"] == n["answer"]
+    fired = sum(by[("organism", c, "cap layers_2:4-p0.25 if axis@1 fires")]["firing"]["k"]
+                for c in ("no_trigger", "trigger"))
+    assert 0 < fired < 8  # both kinds of rows were exercised
+    assert (tmp_path / "run" / "figures" / "defences_em_vs_coherence.html").exists()

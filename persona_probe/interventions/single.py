@@ -1,4 +1,4 @@
-"""Interventions a researcher names: ``Steer``, ``Ablate``, ``Cap``.
+"""Single-direction interventions: ``Steer``, ``Ablate``, ``Cap``.
 
 Each is a frozen dataclass that validates itself early (finite, non-zero
 vector; finite coefficients; a known cap mode) and, given a model, *binds* to
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
-from .vectors import check_layer, check_vector, unit
+from ..vectors import check_vector, unit
 
-__all__ = ["Steer", "Ablate", "Cap", "Intervention", "bind_interventions"]
+__all__ = ["Steer", "Ablate", "Cap", "layer_tuple", "vector_at", "norm_of"]
 
 
-def _layers(layers) -> tuple[int, ...]:
+def layer_tuple(layers) -> tuple[int, ...]:
     if isinstance(layers, int):
         layers = (layers,)
     layers = tuple(layers)
@@ -45,7 +45,7 @@ def _layers(layers) -> tuple[int, ...]:
     return layers
 
 
-def _vector_at(v: torch.Tensor, layer: int) -> torch.Tensor:
+def vector_at(v: torch.Tensor, layer: int) -> torch.Tensor:
     return v[layer] if v.ndim == 2 else v
 
 
@@ -59,15 +59,20 @@ class Steer:
 
     def __post_init__(self):
         object.__setattr__(self, "vector", check_vector(self.vector, name="Steer vector"))
-        object.__setattr__(self, "layers", _layers(self.layers))
+        object.__setattr__(self, "layers", layer_tuple(self.layers))
         if not math.isfinite(float(self.coef)):
             raise ValueError(f"Steer coef must be finite, got {self.coef}")
 
+    def check(self, *, n_layers: int, d_model: int) -> None:
+        """What only the model knows: hidden size (and layer rows for a per-layer vector)."""
+        check_vector(self.vector, d_model=d_model, n_layers=n_layers if self.vector.ndim == 2 else None,
+                     name=f"{type(self).__name__} vector")
+
     def ops(self, layer: int) -> list[tuple]:
-        return [("steer", _vector_at(self.vector, layer), float(self.coef))]
+        return [("steer", vector_at(self.vector, layer), float(self.coef))]
 
     def describe(self) -> dict:
-        return {"kind": "steer", "layers": list(self.layers), "coef": float(self.coef), "norm": _norm(self.vector)}
+        return {"kind": "steer", "layers": list(self.layers), "coef": float(self.coef), "norm": norm_of(self.vector)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -79,13 +84,18 @@ class Ablate:
 
     def __post_init__(self):
         object.__setattr__(self, "vector", check_vector(self.vector, name="Ablate vector"))
-        object.__setattr__(self, "layers", _layers(self.layers))
+        object.__setattr__(self, "layers", layer_tuple(self.layers))
+
+    def check(self, *, n_layers: int, d_model: int) -> None:
+        """What only the model knows: hidden size (and layer rows for a per-layer vector)."""
+        check_vector(self.vector, d_model=d_model, n_layers=n_layers if self.vector.ndim == 2 else None,
+                     name=f"{type(self).__name__} vector")
 
     def ops(self, layer: int) -> list[tuple]:
-        return [("ablate", unit(_vector_at(self.vector, layer)), 0.0)]
+        return [("ablate", unit(vector_at(self.vector, layer)), 0.0)]
 
     def describe(self) -> dict:
-        return {"kind": "ablate", "layers": list(self.layers), "norm": _norm(self.vector)}
+        return {"kind": "ablate", "layers": list(self.layers), "norm": norm_of(self.vector)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -102,7 +112,7 @@ class Cap:
 
     def __post_init__(self):
         object.__setattr__(self, "vector", check_vector(self.vector, name="Cap vector"))
-        object.__setattr__(self, "layers", _layers(self.layers))
+        object.__setattr__(self, "layers", layer_tuple(self.layers))
         if self.mode not in ("ceiling", "floor"):
             raise ValueError(f"Cap mode must be 'ceiling' or 'floor', got {self.mode!r}")
         taus = self.tau
@@ -118,11 +128,16 @@ class Cap:
             raise ValueError(f"Cap thresholds must be finite, got {taus}")
         object.__setattr__(self, "tau", taus)
 
+    def check(self, *, n_layers: int, d_model: int) -> None:
+        """What only the model knows: hidden size (and layer rows for a per-layer vector)."""
+        check_vector(self.vector, d_model=d_model, n_layers=n_layers if self.vector.ndim == 2 else None,
+                     name=f"{type(self).__name__} vector")
+
     def tau_at(self, layer: int) -> float:
         return self.tau[self.layers.index(layer)]
 
     def ops(self, layer: int) -> list[tuple]:
-        return [(self.mode, unit(_vector_at(self.vector, layer)), self.tau_at(layer))]
+        return [(self.mode, unit(vector_at(self.vector, layer)), self.tau_at(layer))]
 
     def flipped(self) -> Cap:
         """The same edit written in the other convention (negated vector and thresholds)."""
@@ -137,33 +152,9 @@ class Cap:
 
     def describe(self) -> dict:
         return {"kind": f"cap-{self.mode}", "layers": list(self.layers), "tau": list(self.tau),
-                "norm": _norm(self.vector)}
+                "norm": norm_of(self.vector)}
 
 
-Intervention = Steer | Ablate | Cap
-
-
-def _norm(v: torch.Tensor) -> float | list[float]:
+def norm_of(v: torch.Tensor) -> float | list[float]:
     n = v.norm(dim=-1)
     return n.tolist() if n.ndim else float(n)
-
-
-def bind_interventions(
-    interventions: Iterable[Intervention], *, n_layers: int, d_model: int, devices: Sequence[torch.device] | None = None
-) -> dict[int, list[tuple]]:
-    """Per-layer op lists for a model, in forward order; validates layers and widths.
-
-    ``devices[l]`` is where layer ``l`` lives (multi-GPU); ops are moved there once.
-    """
-    by_layer: dict[int, list[tuple]] = {}
-    for iv in interventions:
-        if not isinstance(iv, (Steer, Ablate, Cap)):
-            raise ValueError(f"not an intervention: {iv!r}; use Steer, Ablate or Cap")
-        check_vector(iv.vector, d_model=d_model, n_layers=n_layers if iv.vector.ndim == 2 else None,
-                     name=f"{type(iv).__name__} vector")
-        for layer in iv.layers:
-            check_layer(layer, n_layers)
-            dev = devices[layer] if devices is not None else torch.device("cpu")
-            for kind, vec, value in iv.ops(layer):
-                by_layer.setdefault(layer, []).append((kind, vec.to(device=dev, dtype=torch.float32), value))
-    return dict(sorted(by_layer.items()))
