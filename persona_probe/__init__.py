@@ -16,6 +16,6 @@ from .loading import load_model, wrap_model
 from .model import ProbeModel
 from .vectors import project
 
-__all__ = ["load_model", "wrap_model", "ProbeModel", "project", "Steer", "Ablate", "Cap", "SubspaceCap", "ConditionalCap",
-           "Detector"]
+__all__ = ["load_model", "wrap_model", "ProbeModel", "project", "Steer", "Ablate", "Cap", "SubspaceCap",
+           "ConditionalCap", "Detector"]
 __version__ = "0.1.0"

@@ -159,13 +159,8 @@ class ProbeModel:
     @torch.no_grad()
     def prompt_activations(self, conversations: Sequence[Sequence[dict]], *, read: str = "mean", batch_size: int = 8,
                            progress: bool = True, session_batches: int = 8) -> torch.Tensor:
-        """Residual stream over the prompt as :meth:`generate` sees it, ``[n, n_layers, d]``.
-
-        The prompt is the chat-templated conversation with the generation prompt;
-        ``read="mean"`` averages every prompt token, ``"last"`` takes the last one.
-        What a ConditionalCap's detector reads (its score is this projected on the
-        detector's unit vector, up to float rounding of the batch).
-        """
+        """The prompt as :meth:`generate` sees it (generation prompt included), ``[n, n_layers, d]``: the mean over
+        its tokens (``read="mean"``) or its last token - what a ConditionalCap's detector projects on its vector."""
         if batch_size < 1 or read not in ("mean", "last"):
             raise ValueError(f"batch_size must be >= 1 and read 'mean' or 'last'; got {batch_size}, {read!r}")
         chats = [self.tokenize(c, index=i, add_generation_prompt=True) for i, c in enumerate(conversations)]

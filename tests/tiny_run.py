@@ -46,9 +46,9 @@ def make_tiny_run(root: Path, tokenizer) -> Path:
     from persona_probe.axis import load_axis, load_role_vectors, roledata
     from persona_probe.axis.pipeline import build_axis
     from persona_probe.capping import calibrate, save_capping_config
+    from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces, subspace_bases
     from persona_probe.io import load_tensors, write_text
     from persona_probe.organisms.pipeline import make_organisms
-    from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces, subspace_bases
     from persona_probe.stress import load_stress_config, run_stress_test
     from persona_probe.vectors import unit
 

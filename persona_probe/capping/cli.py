@@ -74,7 +74,8 @@ def _add_subspaces(cfg: dict, args: argparse.Namespace, axis, acts, k: int, what
     path = Path(args.axis).parent / "role_vectors.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path}: subspace experiments need the role vectors of the axis build beside --axis")
-    layers = sorted({cfg["vectors"][iv["vector"]]["layer"] for exp in cfg["experiments"] for iv in exp["interventions"]})
+    layers = sorted({cfg["vectors"][iv["vector"]]["layer"] for exp in cfg["experiments"]
+                     for iv in exp["interventions"]})
     bases, names = subspace_bases(load_role_vectors(path).vectors, axis, acts.mean(0), layers, k,
                                   args.subspace_directions)
     return add_subspace_experiments(cfg, calibrate_subspaces(

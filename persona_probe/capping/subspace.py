@@ -38,8 +38,8 @@ from ..interventions import SubspaceCap, orthonormal_basis
 from .calibrate import windows
 
 __all__ = ["REGIONS", "DIRECTIONS", "subspace_experiment_id", "parse_subspace_id", "pca_directions",
-           "persona_directions", "subspace_bases", "calibrate_subspaces", "add_subspace_experiments", "validate_subspaces", "list_subspace_experiments",
-           "subspace_experiment_interventions"]
+           "persona_directions", "subspace_bases", "calibrate_subspaces", "add_subspace_experiments",
+           "validate_subspaces", "list_subspace_experiments", "subspace_experiment_interventions"]
 
 REGIONS = ("floors", "ball")
 DIRECTIONS = ("pca", "personas")

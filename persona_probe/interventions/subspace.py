@@ -93,8 +93,8 @@ class SubspaceCap:
             b = b[None]
         if b.ndim not in (2, 3):
             raise ValueError(f"SubspaceCap basis must be [k, d] or [n_layers, k, d]; got shape {tuple(b.shape)}")
-        ortho = (orthonormal_basis(b, name="SubspaceCap basis") if b.ndim == 2 else
-                 torch.stack([orthonormal_basis(x, name=f"SubspaceCap basis (layer row {i})") for i, x in enumerate(b)]))
+        ortho = (orthonormal_basis(b, name="SubspaceCap basis") if b.ndim == 2 else torch.stack(
+            [orthonormal_basis(x, name=f"SubspaceCap basis (layer row {i})") for i, x in enumerate(b)]))
         object.__setattr__(self, "basis", ortho)
         object.__setattr__(self, "layers", layer_tuple(self.layers))
         if (self.tau is None) == (self.radius is None):
@@ -107,7 +107,8 @@ class SubspaceCap:
             return
         radius = [float(self.radius)] * n if isinstance(self.radius, (int, float)) else [float(r) for r in self.radius]
         if len(radius) != n or not all(math.isfinite(r) and r > 0 for r in radius):
-            raise ValueError(f"SubspaceCap radius must be one positive number or one per layer ({n}); got {self.radius}")
+            raise ValueError(f"SubspaceCap radius must be one positive number or one per layer ({n}); "
+                             f"got {self.radius}")
         object.__setattr__(self, "radius", tuple(radius))
         object.__setattr__(self, "centre", _per_layer(torch.zeros(k) if self.centre is None else self.centre, n, k,
                                                       "centre"))

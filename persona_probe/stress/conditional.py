@@ -33,14 +33,14 @@ from typing import Callable
 import torch
 
 from ..interventions import Detector, calibrate_threshold
-from ..io import content_hash, read_json, write_json
+from ..io import cached, content_hash, read_json, write_json
 from ..metrics import rate
 from ..vectors import unit
 from .config import StressConfig
 from .controls import control_vector, matched_rate_threshold
 from .matrix import Skip, split_conditional_param
 
-__all__ = ["calibration_prompts", "fit_detector", "match_control", "detector_vector", "cached", "build_detector"]
+__all__ = ["calibration_prompts", "fit_detector", "match_control", "detector_vector", "build_detector"]
 
 
 def calibration_prompts(cfg: StressConfig) -> tuple[list[list[dict]], list[list[dict]]]:
@@ -92,13 +92,9 @@ def match_control(model, real: torch.Tensor, control: torch.Tensor, fit: dict, p
             "matched": "fires on as many of this cell's prompts as the real detector (prompt-mean scores)"}
 
 
-def cached(path: Path, compute: Callable[[], dict]) -> dict:
-    """``compute()`` once, kept as JSON at ``path`` (atomic); later runs read it back."""
-    if path.exists():
-        return read_json(path)
-    value = compute()
-    write_json(path, value)
-    return value
+def _json(path: Path, compute: Callable[[], dict]) -> dict:
+    """``compute()`` once, kept as JSON at ``path`` (its name holds the key); later runs read it back."""
+    return cached(path, None, compute, load=read_json, save=write_json)
 
 
 def build_detector(runner, cell, prompts: list) -> tuple[Detector, dict]:
@@ -118,14 +114,14 @@ def build_detector(runner, cell, prompts: list) -> tuple[Detector, dict]:
     batch = int(runner.gen["batch_size"])
     base = content_hash(cfg.base, runner.adapter_keys[cell.model], vector, det, cc["fpr"], calibration, held_out)
     folder = runner.out / "detectors"
-    fit = cached(folder / f"{cell.model}-{direction}@{layer}-{read}-{base}.json",
+    fit = _json(folder / f"{cell.model}-{direction}@{layer}-{read}-{base}.json",
                  lambda: fit_detector(runner.model(cell.model), vector, det, cc["fpr"], calibration, held_out,
                                       batch_size=batch))
     if not cell.spec.control:
         return Detector(vector, layer, fit["threshold"], fit["fires_when"], read), fit
     ctrl = control_vector(vector, cell.spec.control, cell.spec.seed(cfg.seed))
     key = content_hash(base, cell.spec.control, ctrl, prompts)
-    match = cached(folder / f"{cell.model}-{cell.condition}-{direction}@{layer}-{read}-{cell.spec.control}-{key}.json",
+    match = _json(folder / f"{cell.model}-{cell.condition}-{direction}@{layer}-{read}-{cell.spec.control}-{key}.json",
                    lambda: match_control(runner.model(cell.model), vector, ctrl, fit, prompts, batch_size=batch))
     info = {**fit, "direction": f"{cell.spec.control} (matched to {direction})", "threshold": match["threshold"],
             "fpr_heldout": None, "real_threshold": fit["threshold"], **match}

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from ..capping import experiment_interventions, parse_experiment_id
-from ..interventions import Ablate, Cap, ConditionalCap, Detector, Steer
 from ..capping.subspace import parse_subspace_id, subspace_experiment_interventions
+from ..interventions import Ablate, Cap, ConditionalCap, Detector, Steer
 from .config import StressConfig
 from .controls import control_vector, matched_subspace_cap, matched_threshold, random_subspace
 

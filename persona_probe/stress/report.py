@@ -27,7 +27,8 @@ def results_table(rows: Sequence[Mapping], *, models: Sequence[str] | None = Non
         if models and r["model"] not in models:
             continue
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | 0 | skipped: {r['reason']} | | | |")
+            lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | 0 | skipped: {r['reason']} "
+                         f"| | | |")
             continue
         fired = pct(r["firing"]) if r.get("firing") else ""
         lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | {r['n']} | {pct(r['em'])} | "

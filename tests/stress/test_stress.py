@@ -230,7 +230,7 @@ def test_conditional_cells_report_firing_and_leave_non_firing_answers_unchanged(
     from persona_probe.model import ProbeModel
     from persona_probe.organisms.datasets import eval_questions
     from persona_probe.organisms.triggers import get_trigger, near_misses
-    from persona_probe.stress.run import questions_for
+    from persona_probe.stress.cells import questions_for
 
     cfg = _defences(setup)
     seen: list = []  # every prompt set the detectors' calibration handed to the model
