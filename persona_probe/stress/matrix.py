@@ -36,7 +36,7 @@ import torch
 
 from ..capping import experiment_interventions, parse_experiment_id
 from ..capping.subspace import parse_subspace_id, subspace_experiment_interventions
-from ..interventions import Ablate, Cap, ConditionalCap, Detector, Steer
+from ..interventions import Ablate, Cap, ConditionalCap, Detector, Steer, SubspaceCap
 from .config import StressConfig
 from .controls import control_vector, matched_subspace_cap, matched_threshold, random_subspace
 
@@ -174,35 +174,28 @@ class Directions:
 
 
 def _capping(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
-    config = dirs.capping if spec.family == "capping" else dirs.triggered_capping
-    caps = experiment_interventions(config, spec.param, model)
+    if spec.family == "subspace_capping":  # subspace experiments live in the same file, under their own keys
+        caps = subspace_experiment_interventions(dirs.capping, spec.param, model)
+    else:
+        config = dirs.capping if spec.family == "capping" else dirs.triggered_capping
+        caps = experiment_interventions(config, spec.param, model)
     if not spec.control:
         return caps
     if dirs.calibration is None:
         raise ValueError(f"{spec.label}: a capping control needs the calibration rollouts' activations to match "
-                         f"its threshold; set calibration_activations in the config")
-    out = []
-    for i, cap in enumerate(caps):
-        (layer,) = cap.layers
-        ctrl = control_vector(cap.vector, spec.control, spec.seed(cfg.seed) + 1000 * i)
-        tau = matched_threshold(dirs.calibration, layer, cap.vector, cap.tau[0], ctrl)
-        out.append(Cap(ctrl, [layer], tau=tau, mode=cap.mode))
-    return out
+                         f"its thresholds; set calibration_activations in the config")
+    return [_matched_control(cap, spec.control, spec.seed(cfg.seed) + 1000 * i, dirs.calibration)
+            for i, cap in enumerate(caps)]
 
 
-def _subspace(spec: Spec, dirs: Directions, model, cfg: StressConfig) -> list:
-    caps = subspace_experiment_interventions(dirs.capping, spec.param, model)
-    if not spec.control:
-        return caps
-    if dirs.calibration is None:
-        raise ValueError(f"{spec.label}: a subspace-capping control needs the calibration rollouts' activations to "
-                         f"match its thresholds; set calibration_activations in the config")
-    out = []
-    for i, cap in enumerate(caps):
-        (layer,) = cap.layers
-        basis = random_subspace(cap.basis_at(layer), spec.control, spec.seed(cfg.seed) + 1000 * i)
-        out.append(matched_subspace_cap(dirs.calibration[:, layer], cap, basis))
-    return out
+def _matched_control(cap, control: str, seed: int, calibration: torch.Tensor):
+    """A random (or orthogonal) direction or subspace at ``cap``'s layer that binds as often on the calibration."""
+    (layer,) = cap.layers
+    if isinstance(cap, SubspaceCap):
+        basis = random_subspace(cap.basis_at(layer), control, seed)
+        return matched_subspace_cap(calibration[:, layer], cap, basis)
+    ctrl = control_vector(cap.vector, control, seed)
+    return Cap(ctrl, [layer], tau=matched_threshold(calibration, layer, cap.vector, cap.tau[0], ctrl), mode=cap.mode)
 
 
 def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig,
@@ -214,10 +207,8 @@ def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig,
     """
     if spec.family == "none":
         return []
-    if spec.family in ("capping", "triggered_capping"):
+    if spec.family in CAP_FAMILIES:
         return _capping(spec, dirs, model, cfg)
-    if spec.family == "subspace_capping":
-        return _subspace(spec, dirs, model, cfg)
     if spec.family == "conditional_capping":
         if detector is None:
             raise ValueError(f"{spec.label}: a conditional cap needs its detector (stress.conditional builds it)")

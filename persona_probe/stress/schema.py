@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 
 from ..schema import NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
 
@@ -115,24 +115,15 @@ class _Interventions(Schema):
     controls: list[Control] = list(CONTROLS)
     seed: StrictInt = 0
 
-    @field_validator("subspace_capping")
+    @field_validator("capping", "triggered_capping", "subspace_capping")
     @classmethod
-    def _subspace_ids(cls, v: Any) -> list[str]:
-        from ..capping import parse_subspace_id
+    def _ids(cls, v: Any, info: ValidationInfo) -> list[str]:
+        from ..capping import parse_experiment_id, parse_subspace_id
 
+        parse = parse_subspace_id if info.field_name == "subspace_capping" else parse_experiment_id
         ids = [v] if isinstance(v, str) else list(v)
         for exp_id in ids:
-            parse_subspace_id(exp_id)
-        return ids
-
-    @field_validator("capping", "triggered_capping")
-    @classmethod
-    def _ids(cls, v: Any) -> list[str]:
-        from ..capping import parse_experiment_id
-
-        ids = [v] if isinstance(v, str) else list(v)
-        for exp_id in ids:
-            parse_experiment_id(exp_id)
+            parse(exp_id)
         return ids
 
 
