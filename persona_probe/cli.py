@@ -29,6 +29,8 @@ import logging
 import sys
 from pathlib import Path
 
+from persona_probe.schema import non_negative_float, positive_int
+
 log = logging.getLogger(__name__)
 
 # One line per stage folder that provides subcommands.
@@ -70,11 +72,32 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         (getattr(args, "help_parser", None) or parser).print_help()
         return 2
+    errors = logging.getLogger("persona_probe")
+    from persona_probe.progress import clear_progress
+
+    clear_progress()
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        errors.error("%s", interrupted_message(sys.argv[1:] if argv is None else argv))
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
-        logging.getLogger("persona_probe").error("%s", exc)
+        errors.error("%s", exc)
         return 1
+    except OSError as exc:  # a full disk or a folder that turned read-only while writing
+        errors.error("cannot write %s: %s; re-run the same command to resume once it is fixed",
+                     exc.filename or "a file", exc.strerror or exc)
+        return 1
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """One line after Ctrl-C: what finished and the exact command that resumes."""
+    import shlex
+
+    from persona_probe.progress import progress_notes
+
+    done = "; ".join(progress_notes()) or "no step had finished"
+    return f"interrupted ({done}); finished steps are kept, resume with: persona-probe {shlex.join(argv)}"
 
 
 # ------------------------------------------------------------------ top-level commands
@@ -83,20 +106,25 @@ def _register_core(sub) -> None:
     p.add_argument("--model", default="embedded")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("generate", help="answer user prompts from a JSONL file (one {'messages': [...]} per line)")
+    p = sub.add_parser("generate", help="answer user prompts from a JSONL file (one {'messages': [...]} per line); "
+                                        "saves each batch as it finishes, re-run to resume")
     p.add_argument("--model", default="embedded")
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.add_argument("--temperature", type=non_negative_float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="batch b samples with seed + b (so a resumed run matches)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("extract", help="mean response activations of conversations (JSONL) to safetensors")
     p.add_argument("--model", default="embedded")
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--pooling", choices=["tokens", "turns"], default="tokens",
+                   help="tokens: mean over every assistant token (default); turns: mean of per-turn means "
+                        "(the reference pipeline's multi-turn pooling)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("demo", help="the main job on the embedded model, resumable (see README)")
@@ -116,31 +144,62 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from persona_probe.io import write_jsonl
+    from persona_probe.io import content_hash, write_jsonl
     from persona_probe.loading import load_model
+    from persona_probe.progress import check_writable
     from persona_probe.spans import read_conversations
 
-    convs = read_conversations(args.inp)
+    convs = read_conversations(args.inp, for_generation=True)
+    out = check_writable(args.out, what="--out")
     model = load_model(args.model)
-    texts = model.generate(convs, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
-    prov = {**model.provenance(), "temperature": args.temperature, "seed": args.seed}
-    write_jsonl(args.out, [{"messages": c + [{"role": "assistant", "content": t}], "provenance": prov}
-                           for c, t in zip(convs, texts)])
-    log.info("wrote %d answers to %s", len(texts), args.out)
+    prov = {**model.provenance(), "temperature": args.temperature, "seed": args.seed,
+            "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    partial = out.with_name(f".{out.name}.partial-{content_hash(prov, convs)}.jsonl")
+    texts = _generate_batches(model, convs, args, partial)
+    write_jsonl(out, [{"messages": c + [{"role": "assistant", "content": t}], "provenance": prov}
+                      for c, t in zip(convs, texts)])
+    partial.unlink(missing_ok=True)
+    log.info("wrote %d answers to %s", len(texts), out)
     return 0
+
+
+def _generate_batches(model, convs: list, args: argparse.Namespace, partial: Path) -> list[str]:
+    """Answers batch by batch, each appended to ``partial`` (fsynced) as it finishes; finished batches are reused."""
+    from tqdm.auto import tqdm
+
+    from persona_probe.io import append_jsonl
+    from persona_probe.progress import note_progress, read_partial_jsonl
+
+    done = {r["i"]: r["text"] for r in read_partial_jsonl(partial)}
+    starts = range(0, len(convs), args.batch_size)
+    for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=len(starts) < 2)):
+        rows = range(start, min(start + args.batch_size, len(convs)))
+        if all(i in done for i in rows):
+            continue
+        texts = model.generate([convs[i] for i in rows], max_new_tokens=args.max_new_tokens,
+                               temperature=args.temperature, seed=args.seed + b, batch_size=args.batch_size,
+                               progress=False)
+        for i, text in zip(rows, texts):
+            append_jsonl(partial, {"i": i, "text": text})
+            done[i] = text
+        note_progress("generate", f"{len(done)} of {len(convs)} answers saved in {partial}")
+    return [done[i] for i in range(len(convs))]
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from persona_probe.io import content_hash, save_tensors
     from persona_probe.loading import load_model
+    from persona_probe.progress import check_writable
     from persona_probe.spans import read_conversations
 
     convs = read_conversations(args.inp)
+    check_writable(args.out, what="--out")
     model = load_model(args.model)
-    acts = model.response_activations(convs, batch_size=args.batch_size)
+    acts = model.response_activations(convs, batch_size=args.batch_size, pooling=args.pooling)
     save_tensors(args.out, {"activations": acts},
                  {**model.provenance(), "input_hash": content_hash(Path(args.inp)),
-                  "pooling": "mean over assistant content"})
+                  "pooling": {"tokens": "mean over assistant content tokens",
+                              "turns": "mean of per-assistant-turn means"}[args.pooling]})
     log.info("wrote activations %s to %s", tuple(acts.shape), args.out)
     return 0
 

@@ -27,7 +27,13 @@ a multiplication by zero, so they are bit-identical to no intervention).
 
 All math is done in float32 whatever the model dtype (bf16 projections lose
 about three significant digits, enough to move a cap), and the result is cast
-back. This module imports only torch so that it can be shipped to NDIF with
+back. To reproduce outputs published with the reference implementation, an op
+whose kind starts with ``model:`` (``math_dtype="model"`` on an intervention)
+does the reference's arithmetic instead (:func:`model_dtype_delta`): the raw
+vector is cast to the model's dtype, normalised there (``v / (|v| + 1e-8)``),
+and projection, clamp and update all run in that dtype.
+
+This module imports only torch so that it can be shipped to NDIF with
 ``nnsight.register`` (remote code may import only a few packages).
 
 An *op* is a plain tuple ``(kind, vector, value)`` with ``vector`` float32 on
@@ -112,18 +118,38 @@ def op_delta(h, op):
     raise ValueError(f"unknown edit kind {kind!r}; expected one of {KINDS}")
 
 
+def model_dtype_delta(h, op):
+    """The reference implementation's arithmetic in ``h``'s own dtype; ``op`` holds the raw (not unit) vector."""
+    kind, vec, value = op
+    v = vec.to(h.dtype)
+    if kind == "steer":
+        return (value * v).expand_as(h)
+    u = v / (v.norm() + 1e-8)
+    proj = torch.einsum("...d,d->...", h, u)
+    if kind == "ablate":
+        scale = -proj
+    elif kind == "ceiling":
+        scale = -(proj - value).clamp(min=0.0)
+    elif kind == "floor":
+        scale = (value - proj).clamp(min=0.0)
+    else:
+        raise ValueError(f"unknown edit kind {kind!r}; expected one of {KINDS}")
+    return torch.einsum("...,d->...d", scale, u)
+
+
 def apply_ops(h, ops, gates=None, weights=None):
     """Apply ``ops`` in order to ``h`` (float32 math); returns a tensor of ``h``'s dtype.
 
     Ops are applied sequentially, not summed from the original ``h``, so a cap
     listed after a steer bounds the steered activation. ``gates`` (a dict, kept
     across generation steps) and ``weights`` (``[b, t]`` prompt-mean weights)
-    are needed only by ``detect``/``gated`` ops.
+    are needed only by ``detect``/``gated`` ops. ``model:<kind>`` ops do their
+    math in ``h``'s dtype (the reference's arithmetic).
     """
-    return _apply(h.float(), ops, gates, weights).to(h.dtype)
+    return _apply(h.float(), ops, gates, weights, h.dtype).to(h.dtype)
 
 
-def _apply(x, ops, gates, weights):
+def _apply(x, ops, gates, weights, dtype):
     for op in ops:
         kind, vec, value = op
         if kind == "detect":  # ("detect", u, (name, threshold, side, read)): the prompt pass sets the gate
@@ -135,7 +161,10 @@ def _apply(x, ops, gates, weights):
         elif kind == "gated":  # ("gated", name, inner ops): rows whose gate is off are returned unchanged
             if gates is None or vec not in gates:
                 raise ValueError(f"gate {vec!r} is applied before its detector has read the prompt")
-            x = torch.where(gates[vec][:, None, None], _apply(x, value, gates, weights), x)
+            x = torch.where(gates[vec][:, None, None], _apply(x, value, gates, weights, dtype), x)
+        elif kind.startswith("model:"):
+            native = x.to(dtype)
+            x = (native + model_dtype_delta(native, (kind[6:], vec, value))).float()
         else:
             x = x + op_delta(x, op)
     return x

@@ -14,8 +14,10 @@ Our own tensors are stored as safetensors; foreign ``.pt`` files are read with
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +34,9 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "write_jsonl",
+    "write_step_jsonl",
+    "read_step_jsonl",
+    "IncompleteStep",
     "append_jsonl",
     "content_hash",
     "save_tensors",
@@ -41,6 +46,7 @@ __all__ = [
     "data_path",
     "cached",
     "cached_tensor",
+    "load_step_tensors",
 ]
 
 
@@ -82,8 +88,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
@@ -91,10 +100,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise _named(exc, path) from None
         raise
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name (a full disk's ENOSPC names no file by itself)."""
+    hint = "free some space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
+    return OSError(exc.errno, f"{exc.strerror or exc} ({hint}; finished steps are kept)", str(path))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -142,8 +159,16 @@ def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()) -> list
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    required = tuple(required)
-    records = []
+    records, mark = _read_records(path, tuple(required))
+    if mark is not None and mark != len(records):
+        raise ValueError(f"{path}: truncated: {len(records)} records, but its completion line says {mark}; "
+                         f"delete it and re-run the step that wrote it")
+    return records
+
+
+def _read_records(path: Path, required: tuple = ()) -> tuple[list[dict], int | None]:
+    """Every record of a JSONL file and the count of its completion line (``None`` when it has none)."""
+    records, mark = [], None
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -154,10 +179,56 @@ def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()) -> list
                 raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(rec, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            if _is_mark(rec):
+                mark = rec[STEP_MARK]
+                continue
             missing = [k for k in required if k not in rec]
             if missing:
                 raise ValueError(f"{path}:{lineno}: missing key(s) {missing}; each line needs {list(required)}")
             records.append(rec)
+    return records, mark
+
+
+class IncompleteStep(ValueError):
+    """A step file that is not a finished result (truncated, or without its completion line): redo the step."""
+
+
+STEP_MARK = "_complete_records"  # the last line of a step file: {"_complete_records": <number of records>}
+
+
+def _is_mark(rec: dict) -> bool:
+    return len(rec) == 1 and STEP_MARK in rec
+
+
+def write_step_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> Path:
+    """:func:`write_jsonl` plus a last line counting the records, so a truncated copy is detected and redone."""
+    records = list(records)
+    with atomic_write(path) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=_json_default, ensure_ascii=False) + "\n")
+        fh.write(json.dumps({STEP_MARK: len(records)}) + "\n")
+    return Path(path)
+
+
+def read_step_jsonl(path: str | os.PathLike, *, expected: int | None = None) -> list[dict]:
+    """The records of a step file written by :func:`write_step_jsonl`; :class:`IncompleteStep` if it is not whole.
+
+    A file without the completion line (written before step files had one) is accepted when ``expected``
+    is given and its record count matches; otherwise it is incomplete and the step is redone.
+    """
+    path = Path(path)
+    try:
+        records, mark = _read_records(path)
+    except ValueError as exc:
+        raise IncompleteStep(str(exc)) from None
+    if mark is None:
+        if expected is not None and len(records) == expected:
+            return records
+        raise IncompleteStep(f"{path}: no completion line and {len(records)} records"
+                             + (f" (expected {expected})" if expected is not None else ""))
+    if mark != len(records) or (expected is not None and mark != expected):
+        raise IncompleteStep(f"{path}: {len(records)} records, but the completion line says {mark}"
+                             + (f" and the step expects {expected}" if expected is not None else ""))
     return records
 
 
@@ -239,18 +310,45 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, meta
 
 
+def numpy_safe_globals() -> list:
+    """Exactly numpy's scalar and dtype constructors, for ``torch.serialization.safe_globals``.
+
+    A published capping config may hold numpy scalars (``numpy.float64`` caps, ``numpy.int64`` layers); unpickling
+    one calls ``numpy._core.multiarray.scalar(dtype, bytes)`` (``numpy.core...`` in files written by numpy 1.x)
+    and ``numpy.dtype``. Nothing else is allowed: no arrays, no other callables.
+    """
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy 1.x
+        scalar = np.core.multiarray.scalar
+    allowed = [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # the per-type dtype classes (numpy >= 1.25)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")
+                    and name[:-5].rstrip("0123456789") in ("Bool", "Int", "UInt", "Float", "Complex")]
+    return allowed
+
+
 def load_pt(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` with an error that says what to do."""
+    """``torch.load(path, weights_only=True)`` (numpy scalars allowed) with an error that says what to do."""
+    import pickle
+    import re
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError and friends
-        raise ValueError(
-            f"{path}: could not be read with torch.load(weights_only=True) ({exc}). "
-            "persona-probe never unpickles arbitrary objects; re-save the file with plain tensors, dicts and lists."
-        ) from exc
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+        why = (f"it would call {found.group(1)}, which is not a tensor, number, string, list, dict or numpy scalar"
+               if found else "it is not a torch file of tensors, numbers, strings, lists and dicts "
+                             f"({type(exc).__name__})")
+        raise ValueError(f"{path}: could not be read safely: {why}. persona-probe never unpickles arbitrary "
+                         f"objects; re-save the file with plain tensors, numbers, dicts and lists") from None
 
 
 def cached(path: str | os.PathLike, key: Any, compute: Callable[[], T], load: Callable[[Path], T],
@@ -262,21 +360,35 @@ def cached(path: str | os.PathLike, key: Any, compute: Callable[[], T], load: Ca
     (e.g. a manifest's ``"key"``) and a different one means recompute. ``save(path, value)`` must
     write atomically (the helpers above do); ``save=None`` when ``compute`` writes ``path`` itself
     (a folder renamed into place, several files). A failure raises before anything is saved, so
-    it is never stored as a result.
+    it is never stored as a result. A ``load`` that raises :class:`IncompleteStep` (a truncated step file)
+    makes the step run again.
     """
     path = Path(path)
     if key is not None and key_of is None:
         raise ValueError(f"{path}: a key that is not part of the file name needs key_of to read the stored key")
     if path.exists() and (key is None or key_of(path) == key):
-        return load(path)
+        try:
+            return load(path)
+        except IncompleteStep as exc:  # a truncated or unfinished step file is redone, never used
+            logging.getLogger(__name__).warning("%s; redoing this step", exc)
     value = compute()
     if save is not None:
         save(path, value)
     return value
 
 
+def load_step_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`load_tensors` of a step file; a truncated or corrupt one raises :class:`IncompleteStep` (redo it)."""
+    try:
+        return load_tensors(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type on a short or garbled file
+        raise IncompleteStep(f"{path}: unreadable safetensors step file ({type(exc).__name__}: {exc})") from None
+
+
 def cached_tensor(path: str | os.PathLike, compute: Callable[[], torch.Tensor], *, name: str = "acts",
                   metadata: Mapping[str, Any] | None = None) -> torch.Tensor:
     """:func:`cached` for one tensor in a safetensors file (key in the name): ``{name: tensor}`` + ``metadata``."""
-    return cached(path, None, compute, load=lambda p: load_tensors(p)[0][name],
+    return cached(path, None, compute, load=lambda p: load_step_tensors(p)[0][name],
                   save=lambda p, t: save_tensors(p, {name: t}, metadata))

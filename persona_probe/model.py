@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import edits
 from .families import Family, target_layer
 from .interventions import Intervention, bind_interventions, is_conditional
-from .spans import TokenizedChat, Turns, tokenize_chat, validate_conversation
+from .spans import TokenizedChat, Turns, check_conversations, check_generation, tokenize_chat, validate_conversation
 from .vectors import check_layer
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ class ProbeModel:
 
     def tokenize(self, conversation, *, add_generation_prompt: bool = False, index: int | None = None,
                  need_assistant: bool = False) -> TokenizedChat:
-        conv = validate_conversation(conversation, index=index, need_assistant=need_assistant)
+        conv = validate_conversation(conversation, index=index, need_assistant=need_assistant,
+                                     for_generation=add_generation_prompt)
         return tokenize_chat(self.tokenizer, self.family, conv, add_generation_prompt=add_generation_prompt)
 
     def pad_id(self) -> int:
@@ -135,6 +136,7 @@ class ProbeModel:
         *,
         batch_size: int = 8,
         turns: Turns = "all",
+        pooling: str = "tokens",
         interventions: Iterable[Intervention] = (),
         progress: bool = True,
         session_batches: int = 8,
@@ -143,17 +145,17 @@ class ProbeModel:
 
         Returns float32 ``[n_conversations, n_layers, d_model]``. ``turns`` picks
         which assistant turns are pooled: ``"all"`` (default), ``"last"``, or an
-        index. Interventions edit the stream before it is read, so the pooled
-        values are post-edit at the edited layers and downstream. With
-        ``remote`` set, ``session_batches`` batches share one NDIF session.
+        index. ``pooling="tokens"`` (default) averages every selected assistant
+        token; ``"turns"`` averages the per-turn means (the reference pipeline).
+        Interventions edit the stream before it is read, so the pooled values
+        are post-edit at the edited layers and downstream. With ``remote`` set,
+        ``session_batches`` batches share one NDIF session.
         """
+        check_conversations(conversations, "response_activations")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chats = [self.tokenize(c, index=i, need_assistant=True) for i, c in enumerate(conversations)]
-        positions = [chat.positions(turns) for chat in chats]
-        for i, pos in enumerate(positions):
-            if not pos:
-                raise ValueError(f"conversation {i}: the selected assistant turn(s) have no content tokens")
+        positions = [chat.pool_groups(turns, pooling, index=i) for i, chat in enumerate(chats)]
         return self._pooled(chats, positions, self.bind(interventions), batch_size, progress, session_batches)
 
     @torch.no_grad()
@@ -196,13 +198,16 @@ class ProbeModel:
         return out
 
     def _pool_inputs(self, chats: list, positions: list) -> tuple[dict, torch.Tensor]:
-        """Left-padded ids and the ``[b, T]`` mean-pooling weights over each row's selected positions."""
+        """Left-padded ids and ``[b, T]`` pooling weights: a row's positions are ints (one mean) or groups (the mean
+        of the groups' means: a position of group ``g`` of ``G`` non-empty groups weighs ``1 / (G * len(g))``)."""
         enc = self.pad_batch([c.input_ids for c in chats])
         width = enc["input_ids"].shape[1]
         weights = torch.zeros((len(chats), width), dtype=torch.float32)
         for row, (chat, pos) in enumerate(zip(chats, positions)):
-            idx = torch.tensor(pos) + width - len(chat.input_ids)
-            weights[row, idx] = 1.0 / len(idx)
+            groups = [g for g in (pos if pos and isinstance(pos[0], list) else [pos]) if g]
+            for group in groups:
+                idx = torch.tensor(group) + width - len(chat.input_ids)
+                weights[row, idx] = 1.0 / (len(groups) * len(idx)) if len(groups) > 1 else 1.0 / len(idx)
         return enc, weights.to(self.device)
 
     @torch.no_grad()
@@ -316,10 +321,7 @@ class ProbeModel:
         ``fired``, if given, is filled with each ConditionalCap's per-conversation
         gate: ``{name: [bool, ...]}`` (did its detector fire on that prompt).
         """
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        check_generation(conversations, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
         prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
         ops = self.bind(interventions, generation=True)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id()}

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Iterable, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 __all__ = ["Schema", "did_you_mean", "validate", "format_errors", "Number", "PosInt", "NonNegInt", "Fraction",
-           "known_name"]
+           "known_name", "positive_int", "non_negative_int", "non_negative_float", "share", "top_p"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -149,3 +149,27 @@ def validate(model: type[M], raw: Any, where: str) -> M:
     if len(lines) == 1:
         raise ValueError(f"{where}: {lines[0]}")
     raise ValueError(f"{where}: {len(lines)} problems:\n" + "\n".join(f"  - {line}" for line in lines))
+
+
+# ------------------------------------------------------------------ argparse types: the same ranges on the command line
+def _arg(convert, check, wanted: str):
+    def parse(text: str):
+        import argparse
+
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {wanted}")
+        return value
+
+    parse.__name__ = wanted
+    return parse
+
+
+positive_int = _arg(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _arg(int, lambda v: v >= 0, "an integer >= 0")
+non_negative_float = _arg(float, lambda v: v >= 0, "a number >= 0")
+share = _arg(float, lambda v: 0 <= v <= 1, "a share in [0, 1]")
+top_p = _arg(float, lambda v: 0 < v <= 1, "a number in (0, 1]")

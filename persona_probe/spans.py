@@ -22,6 +22,8 @@ from .families import THINK_RE, Family
 __all__ = [
     "Conversation",
     "validate_conversation",
+    "check_conversations",
+    "check_generation",
     "read_conversations",
     "prepare_messages",
     "render",
@@ -33,9 +35,19 @@ Conversation = Sequence[dict]
 Turns = Literal["all", "last"] | int
 
 
-def validate_conversation(conv: Any, *, index: int | None = None, need_assistant: bool = False) -> list[dict]:
-    """Check a conversation's shape; errors say which conversation and message to fix."""
+def validate_conversation(conv: Any, *, index: int | None = None, need_assistant: bool = False,
+                          for_generation: bool = False) -> list[dict]:
+    """Check a conversation's shape; errors say which conversation and message to fix.
+
+    ``for_generation``: the conversation must end with a user turn (generation appends the assistant's).
+    """
     where = f"conversation {index}" if index is not None else "conversation"
+    if isinstance(conv, str):
+        raise ValueError(f"{where} is a string, not a conversation; pass a list of conversations, each a list of "
+                         f"messages, e.g. [[{{'role': 'user', 'content': {conv[:40]!r}}}]]")
+    if isinstance(conv, dict):
+        raise ValueError(f"{where} is a single message; pass a list of conversations, each a list of messages, "
+                         f"e.g. [[{{'role': 'user', 'content': '...'}}]]")
     if not isinstance(conv, (list, tuple)) or not conv:
         raise ValueError(f"{where} is empty; pass a list of {{'role', 'content'}} messages")
     for j, msg in enumerate(conv):
@@ -47,17 +59,44 @@ def validate_conversation(conv: Any, *, index: int | None = None, need_assistant
             raise ValueError(f"{where}, message {j}: content must be a string")
     if need_assistant and not any(m["role"] == "assistant" for m in conv):
         raise ValueError(f"{where} has no assistant turn; response activations need at least one assistant message")
+    if for_generation and conv[-1]["role"] == "assistant":
+        raise ValueError(f"{where} already ends with an assistant turn; generation appends the assistant's answer "
+                         f"to a conversation that ends with the user's message (drop the last answer to regenerate it)")
     return list(conv)
 
 
-def read_conversations(path) -> list[list[dict]]:
+def check_conversations(conversations: Any, what: str) -> None:
+    """Fail clearly when ``conversations`` is one text or one conversation rather than a list of conversations."""
+    example = "[[{'role': 'user', 'content': 'Hello'}]]"
+    if isinstance(conversations, str):
+        raise ValueError(f"{what} takes a list of conversations, not a string; wrap the text: "
+                         f"[[{{'role': 'user', 'content': {conversations[:40]!r}}}]]")
+    if isinstance(conversations, (list, tuple)) and conversations and isinstance(conversations[0], dict):
+        raise ValueError(f"{what} takes a list of conversations and got one conversation (a list of messages); "
+                         f"wrap it in a list, e.g. {example}")
+    if not isinstance(conversations, (list, tuple)):
+        raise ValueError(f"{what} takes a list of conversations, e.g. {example}; got {type(conversations).__name__}")
+
+
+def check_generation(conversations: Any, *, max_new_tokens: Any, temperature: float, batch_size: int) -> None:
+    """The arguments of ``generate``, checked before any tokenization, with the fix in each message."""
+    check_conversations(conversations, "generate")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+
+
+def read_conversations(path, *, for_generation: bool = False) -> list[list[dict]]:
     """The ``messages`` of every line of a JSONL file, each validated; errors name the file and record."""
     from .io import read_jsonl
 
     records = read_jsonl(path, required=["messages"])
     for i, rec in enumerate(records):
         try:
-            validate_conversation(rec["messages"])
+            validate_conversation(rec["messages"], for_generation=for_generation)
         except ValueError as exc:
             raise ValueError(f"{path}: record {i + 1}: {exc}") from None
     return [rec["messages"] for rec in records]
@@ -121,6 +160,23 @@ class TokenizedChat:
                     f"turns={turns} but the conversation has {len(self.assistant_positions)} assistant turn(s)"
                 ) from None
         raise ValueError(f"turns must be 'all', 'last' or an int, got {turns!r}")
+
+    def pool_groups(self, turns: Turns = "all", pooling: str = "tokens", index: int | None = None) -> list[list[int]]:
+        """Positions to pool, grouped: one group (``"tokens"``: every token) or one per turn (``"turns"``)."""
+        if pooling not in ("tokens", "turns"):
+            raise ValueError(f"pooling must be 'tokens' (every assistant token) or 'turns' (mean of per-turn means), "
+                             f"got {pooling!r}")
+        groups = [self.positions(turns)] if pooling == "tokens" else self.turn_positions(turns)
+        if not any(groups):
+            raise ValueError(f"conversation {index}: the selected assistant turn(s) have no content tokens "
+                             f"(an empty answer cannot be pooled; drop it or regenerate it)")
+        return groups
+
+    def turn_positions(self, turns: Turns = "all") -> list[list[int]]:
+        """The selected assistant turns' positions, one list per turn (for averaging per-turn means)."""
+        if turns == "all":
+            return [list(t) for t in self.assistant_positions]
+        return [self.positions(turns)]
 
 
 def tokenize_chat(tokenizer, family: Family, messages: Conversation, *,

@@ -78,13 +78,26 @@ def project(acts: torch.Tensor, axis: torch.Tensor, layer: int | None = None) ->
         raise ValueError("the axis has one row per layer; pass layer= to choose one")
     if acts.shape[-1] != axis.shape[-1]:
         raise ValueError(f"activations have width {acts.shape[-1]} but the axis has {axis.shape[-1]}")
+    _check_nonzero(axis, "the axis" + (f" at layer {layer}" if layer is not None else ""))
     return acts @ unit(axis)
+
+
+def _check_nonzero(axis: torch.Tensor, what: str) -> None:
+    norms = axis.norm(dim=-1)
+    if not torch.isfinite(axis).all():
+        raise ValueError(f"{what} contains NaN or inf; recompute it")
+    if (norms == 0).any():
+        rows = (norms == 0).nonzero().flatten().tolist() if norms.ndim else []
+        where = f" (rows {rows[:8]})" if rows else ""
+        raise ValueError(f"{what} is all zeros{where}, so a projection on it is undefined (it would be NaN); "
+                         f"was it computed from empty or identical groups?")
 
 
 def project_layers(acts: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
     """Projections ``[..., n_layers]`` of ``acts [..., n_layers, d]`` on each layer's unit axis row (float32)."""
     if acts.shape[-2:] != axis.shape:
         raise ValueError(f"activations {tuple(acts.shape[-2:])} per item do not match the axis {tuple(axis.shape)}")
+    _check_nonzero(axis, "the axis")
     return torch.einsum("...ld,ld->...l", acts.to(torch.float32), unit(axis))
 
 

@@ -104,3 +104,13 @@ def tiny_run(tmp_path_factory, tiny_tokenizers):
     from tiny_run import make_tiny_run
 
     return make_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_tokenizers["llama"])
+
+
+@pytest.fixture
+def server():
+    """A loopback OpenAI-compatible chat-completions server (``tests/judges/test_http.py``'s ``FakeServer``)."""
+    from judges.test_http import FakeServer
+
+    s = FakeServer()
+    yield s
+    s.close()

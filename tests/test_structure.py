@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "persona_probe"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"io", "edits", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema"}),
+    ("core", {"io", "edits", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
+              "progress", "openai_client"}),
     ("models", {"embedded", "remote", "model", "loading", "reference", "bridge"}),
     ("judges", {"judges"}),
     ("axis/capping", {"axis", "capping"}),

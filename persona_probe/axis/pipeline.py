@@ -29,7 +29,20 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..io import cached, content_hash, load_tensors, read_jsonl, save_tensors, write_json, write_jsonl
+from ..io import (
+    IncompleteStep,
+    cached,
+    content_hash,
+    load_step_tensors,
+    load_tensors,
+    read_jsonl,
+    read_step_jsonl,
+    save_tensors,
+    write_json,
+    write_step_jsonl,
+)
+from ..judges import FailureTally
+from ..progress import note_progress
 from . import compute as axis_mod
 
 log = logging.getLogger(__name__)
@@ -95,10 +108,14 @@ def build_axis(model, out_dir: str | Path, roles: Sequence[Any], questions: Sequ
                default_prompts: Sequence[str] | None = None, *, samples: int = 1, judge: JudgeFn | None = None,
                min_count: int = 1, score_required: int = 3, seed: int = 0, temperature: float = 0.7,
                top_p: float = 0.9, max_new_tokens: int = 64, batch_size: int = 8, figures: bool = True,
-               progress: bool = True) -> AxisBuildResult:
+               progress: bool = True, max_judge_failures: float = 0.0) -> AxisBuildResult:
     """Run (or resume) the axis pipeline into ``out_dir``; see the module docstring.
 
     Steps: generate -> activations -> judge -> role vectors -> axis -> persona space (figures) -> outputs.
+    A judge may return a score, ``None`` or a :class:`~persona_probe.judges.Judgement`; a failed one
+    (``transient``) is recorded in the judge step file as a failure and judged again on the next run, and
+    more than ``max_judge_failures`` of them stop the build before the role vectors
+    (:class:`~persona_probe.judges.JudgeFailures`).
     Writes ``axis.safetensors`` (ours), ``assistant_axis.pt`` (reference format),
     ``role_vectors.safetensors``, ``default_activations.safetensors`` (for
     capping calibration), ``persona_space.json``, ``figures/`` and ``manifest.json``.
@@ -116,7 +133,7 @@ def build_axis(model, out_dir: str | Path, roles: Sequence[Any], questions: Sequ
                model.provenance(), batch_size, progress)
     gen_files, n_generated = _generate(b)
     act_files = _activations(b, gen_files)
-    judge_key, judge_files = _judge(b, gen_files, judge)
+    judge_key, judge_files = _judge(b, gen_files, judge, max_judge_failures)
     rv, rv_path, empty = _role_vectors(b, act_files, judge_files, min_count, score_required)
     axis_t, default_acts = _axis(b, act_files, rv, rv_path)
     target, pc1_var, cos = _persona_space(b, out_dir, rv, axis_t, figures)
@@ -166,9 +183,11 @@ def _generate(b: _Build) -> tuple[dict[str, Path], int]:
 
         def compute(ch=ch, path=path) -> Path:
             fresh.append(ch.label)
-            return write_jsonl(path, _generate_chunk(b, ch))
+            return write_step_jsonl(path, _generate_chunk(b, ch))
 
-        files[ch.label] = cached(path, None, compute, load=Path)
+        n = len(ch.prompts) * len(b.qs) * b.gen["samples"]  # a truncated file is redone, not used
+        files[ch.label] = cached(path, None, compute, load=lambda p, n=n: _whole(p, read_step_jsonl(p, expected=n)))
+        note_progress("axis build", f"{len(files)} of {len(b.chunks)} chunks generated in {b.steps}")
     return files, len(fresh)
 
 
@@ -186,6 +205,11 @@ def _generate_chunk(b: _Build, ch: _Chunk) -> list[dict]:
             for m, c, t in zip(meta, convs, texts)]
 
 
+def _whole(path: Path, _read: Any) -> Path:
+    """``path``, once a reader that raises ``IncompleteStep`` on a truncated file has read it whole."""
+    return path
+
+
 # 2: activations of the non-empty answers
 def _activations(b: _Build, gen_files: dict[str, Path]) -> dict[str, Path]:
     files = {}
@@ -193,7 +217,7 @@ def _activations(b: _Build, gen_files: dict[str, Path]) -> dict[str, Path]:
         gpath = gen_files[ch.label]
         path = b.steps / f"activations-{_slug(ch.label)}-{content_hash(gpath, b.prov)}.safetensors"
         files[ch.label] = cached(path, None, lambda gpath=gpath, ch=ch, path=path: _chunk_activations(
-            b, gpath, ch, path), load=Path)
+            b, gpath, ch, path), load=lambda p: _whole(p, load_step_tensors(p)))
     return files
 
 
@@ -207,29 +231,52 @@ def _chunk_activations(b: _Build, gpath: Path, ch: _Chunk, path: Path) -> Path:
                         {"label": ch.label, "n_empty": len(recs) - len(keep)})
 
 
-# 3: role-adherence judge (roles only)
-def _judge(b: _Build, gen_files: dict[str, Path], judge: JudgeFn | None) -> tuple[str | None, dict[str, Path]]:
+# 3: role-adherence judge (roles only); a failed judgement is kept as a failure and retried on the next run
+def _judge(b: _Build, gen_files: dict[str, Path], judge: JudgeFn | None,
+           max_failures: float = 0.0) -> tuple[str | None, dict[str, Path]]:
     if judge is None:
         return None, {}
     # A judge names itself with ``judge_id`` (the judges package's backend:model:kind@version);
     # a bare function is keyed by its qualified name.
     judge_key = getattr(judge, "judge_id", None) or getattr(judge, "__qualname__", None) or repr(judge)
-    files = {}
+    files, tally = {}, FailureTally(getattr(judge, "where", judge_key))
     for ch in tqdm(b.roles, desc="judge", unit="role", disable=not b.progress):
         gpath = gen_files[ch.label]
         path = b.steps / f"judge-{_slug(ch.label)}-{content_hash(gpath, ch.description, judge_key)}.jsonl"
-        files[ch.label] = cached(path, None, lambda gpath=gpath, ch=ch, path=path: write_jsonl(
-            path, _judge_chunk(read_jsonl(gpath), ch, judge)), load=Path)
+        recs = read_jsonl(gpath)
+        try:
+            rows = read_step_jsonl(path, expected=len(recs)) if path.exists() else []
+        except IncompleteStep as exc:
+            log.warning("%s; judging this role again", exc)
+            rows = []
+        if not rows or any(r.get("failed") for r in rows):  # new, or with failures to retry
+            rows = _judge_chunk(recs, ch, judge, rows)
+            write_step_jsonl(path, rows)
+        tally.add_reasons(len(rows), [r.get("failed") for r in rows])
+        files[ch.label] = path
+        note_progress("axis build", f"{len(files)} of {len(b.roles)} roles judged")
+    tally.check(max_failures)  # before role vectors: failures would otherwise look like unqualified responses
+    if tally.failed:
+        log.warning("%s; the failed ones count as unscored until a re-run retries them", tally.summary())
     return judge_key, files
 
 
-def _judge_chunk(recs: list[dict], ch: _Chunk, judge: JudgeFn) -> list[dict]:
+def _judge_chunk(recs: list[dict], ch: _Chunk, judge: JudgeFn, done: list[dict]) -> list[dict]:
+    """Scores of one role's answers; rows of ``done`` without a failure are kept, the others judged (again)."""
     scores = []
-    for r in recs:
+    for i, r in enumerate(recs):
+        if i < len(done) and not done[i].get("failed"):
+            scores.append(done[i])
+            continue
         answer = r["messages"][-1]["content"]
         question = r["messages"][-2]["content"]
-        scores.append({"question_id": r["question_id"], "prompt_index": r["prompt_index"], "sample": r["sample"],
-                       "score": judge(ch.label, ch.description, question, answer) if answer.strip() else None})
+        row = {"question_id": r["question_id"], "prompt_index": r["prompt_index"], "sample": r["sample"]}
+        verdict = judge(ch.label, ch.description, question, answer) if answer.strip() else None
+        if getattr(verdict, "transient", False):  # a Judgement whose request failed: not a score
+            row.update(score=None, failed=verdict.reason)
+        else:
+            row["score"] = getattr(verdict, "score", verdict)
+        scores.append(row)
     return scores
 
 

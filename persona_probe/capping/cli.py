@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from persona_probe.schema import positive_int, share
+
 
 def register(sub) -> None:
     p = sub.add_parser("capping", help="capping configs in the published capping_config.pt structure")
@@ -16,10 +18,11 @@ def register(sub) -> None:
     c.add_argument("--rollouts", default="default",
                    help="'default': the default-prompt rollouts of the axis build beside --axis; "
                         "or a JSONL of {'messages': [..., assistant turn]} conversations")
-    c.add_argument("--percentiles", type=float, nargs="+", default=[0.01, 0.25, 0.5, 0.75])
-    c.add_argument("--width", type=int, default=4)
-    c.add_argument("--stride", type=int, default=2)
-    c.add_argument("--subspace-k", type=int, nargs="*", default=[],
+    c.add_argument("--percentiles", type=share, nargs="+", default=[0.01, 0.25, 0.5, 0.75],
+                   help="fractions in [0, 1] (0.25, not 25)")
+    c.add_argument("--width", type=positive_int, default=4)
+    c.add_argument("--stride", type=positive_int, default=2)
+    c.add_argument("--subspace-k", type=positive_int, nargs="*", default=[],
                    help="also write subspace experiments subspace_k{k}_layers_{s}:{e}-p{q} for each k "
                         "(needs role_vectors.safetensors beside --axis)")
     c.add_argument("--subspace-directions", choices=["pca", "personas"], default="pca",
@@ -38,31 +41,36 @@ def cmd_capping_calibrate(args: argparse.Namespace) -> int:
     from persona_probe.axis import load_axis
     from persona_probe.capping import calibrate, save_capping_config
     from persona_probe.io import load_tensors
-    from persona_probe.loading import load_model
+    from persona_probe.loading import model_dims
+    from persona_probe.progress import check_writable
     from persona_probe.spans import read_conversations
-    from persona_probe.vectors import check_vector, project_layers
+    from persona_probe.vectors import project_layers
 
     axis = load_axis(args.axis)
-    model = load_model(args.model)
-    check_vector(axis, d_model=model.d_model, n_layers=model.n_layers, name=f"axis {args.axis}")
+    dims = model_dims(args.model)
+    if dims is not None and tuple(axis.shape) != tuple(dims):
+        raise ValueError(f"axis {args.axis} is {list(axis.shape)} but {args.model} has {dims[0]} layers of width "
+                         f"{dims[1]}; was it built on another model?")
+    out = check_writable(args.out, what="capping calibrate --out")
     if args.rollouts == "default":
         path = Path(args.axis).parent / "default_activations.safetensors"
         if not path.exists():
             raise FileNotFoundError(f"{path}: no default rollouts beside the axis; pass --rollouts FILE.jsonl")
-        acts = load_tensors(path)[0]["acts"]
+        acts, name = load_tensors(path)[0]["acts"], _model_name(args.model)
         what = f"default-prompt rollouts of the axis build ({path})"
     else:
-        acts = model.response_activations(read_conversations(args.rollouts))
+        convs = read_conversations(args.rollouts)
+        acts, name = _rollout_activations(args.model, convs, out)
         what = f"rollouts from {args.rollouts}"
     if acts.shape[1:] != axis.shape:
         raise ValueError(f"rollout activations {tuple(acts.shape[1:])} do not match the axis {tuple(axis.shape)}")
     proj = project_layers(acts, axis)
     cfg = calibrate(proj, axis, percentiles=args.percentiles, width=args.width, stride=args.stride, rollouts=what,
-                    extra={"axis_file": str(args.axis), "model": model.name})
+                    extra={"axis_file": str(args.axis), "model": name})
     for k in args.subspace_k:
         cfg = _add_subspaces(cfg, args, axis, acts, k, what)
-    save_capping_config(args.out, cfg)
-    print(f"wrote {len(cfg['experiments'])} experiments to {args.out} (ceiling form: vector -axis, cap -tau; "
+    save_capping_config(out, cfg)
+    print(f"wrote {len(cfg['experiments'])} experiments to {out} (ceiling form: vector -axis, cap -tau; "
           f"calibrated on {acts.shape[0]} {what})")
     return 0
 
@@ -81,6 +89,38 @@ def _add_subspaces(cfg: dict, args: argparse.Namespace, axis, acts, k: int, what
     return add_subspace_experiments(cfg, calibrate_subspaces(
         acts, bases, percentiles=args.percentiles, width=args.width, stride=args.stride, region=args.subspace_region,
         directions=args.subspace_directions, names=names, rollouts=what))
+
+
+def _model_name(source: str) -> str:
+    from persona_probe.embedded import EMBEDDED_NAME
+
+    return EMBEDDED_NAME if source == "embedded" else source
+
+
+ROLLOUT_CHUNK = 64  # rollouts per activation step file
+
+
+def _rollout_activations(source: str, convs: list, out: Path):
+    """Activations of the rollouts, :data:`ROLLOUT_CHUNK` per step file beside ``out`` (kept until done)."""
+    import shutil
+
+    import torch
+
+    from persona_probe.io import cached_tensor, content_hash
+    from persona_probe.loading import load_model
+    from persona_probe.progress import note_progress
+
+    model = load_model(source)
+    steps = out.with_name(f".{out.name}.steps")
+    parts = []
+    for i in range(0, len(convs), ROLLOUT_CHUNK):
+        part = convs[i:i + ROLLOUT_CHUNK]
+        path = steps / f"acts-{i}-{content_hash(model.provenance(), part)}.safetensors"
+        parts.append(cached_tensor(path, lambda part=part: model.response_activations(part)))
+        note_progress("capping calibrate", f"activations of {i + len(part)} of {len(convs)} rollouts in {steps}")
+    acts = torch.cat(parts)
+    shutil.rmtree(steps, ignore_errors=True)
+    return acts, model.name
 
 
 def cmd_capping_list(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -93,8 +94,9 @@ def validate_config(cfg: Any, *, where: str = "capping config") -> dict:
         if not isinstance(entry, dict) or "layer" not in entry or "vector" not in entry:
             raise ValueError(f"{where}: vector {name!r} needs 'layer' and 'vector' keys")
         layer = entry["layer"]
-        if isinstance(layer, torch.Tensor) and layer.numel() == 1:
-            entry["layer"] = layer = int(layer)
+        if (isinstance(layer, torch.Tensor) and layer.numel() == 1 and not layer.is_floating_point()) or (
+                isinstance(layer, numbers.Integral) and not isinstance(layer, bool)):
+            entry["layer"] = layer = int(layer)  # a 0-d tensor or a numpy integer, as files written from numpy hold
         if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
             raise ValueError(f"{where}: vector {name!r} has layer {layer!r}; expected a non-negative int")
         vec = entry["vector"]
@@ -116,9 +118,15 @@ def validate_config(cfg: Any, *, where: str = "capping config") -> dict:
             if iv["vector"] not in cfg["vectors"]:
                 raise ValueError(f"{where}: experiment {exp['id']!r} names vector {iv['vector']!r}, "
                                  "which is not in 'vectors'")
-            if "cap" in iv and iv["cap"] is not None and not math.isfinite(float(iv["cap"])):
-                raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} "
-                                 f"has a non-finite cap {iv['cap']!r}")
+            if "cap" in iv and iv["cap"] is not None:
+                cap = iv["cap"]
+                if isinstance(cap, (str, bool)) or not isinstance(cap, (numbers.Real, torch.Tensor)):
+                    raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} has cap {cap!r}; "
+                                     f"expected a number")
+                iv["cap"] = cap = float(cap)  # numpy and 0-d tensor caps become plain floats
+                if not math.isfinite(cap):
+                    raise ValueError(f"{where}: experiment {exp['id']!r} intervention {j} "
+                                     f"has a non-finite cap {cap!r}")
     conv = cfg.get("convention")
     if conv is not None and conv not in CONVENTIONS:
         raise ValueError(f"{where}: convention {conv!r} is not one of {CONVENTIONS}")
@@ -153,11 +161,13 @@ def list_experiments(cfg: dict) -> list[str]:
     return [exp["id"] for exp in cfg["experiments"]]
 
 
-def experiment_interventions(cfg: dict, experiment_id: str, model=None) -> list[Cap]:
+def experiment_interventions(cfg: dict, experiment_id: str, model=None, *, math_dtype: str = "float32") -> list[Cap]:
     """The ``Cap`` ops of one experiment (one per intervention with a ``cap``).
 
     With ``model``, vector widths and layers are checked against it. Unknown
-    ids raise a ``ValueError`` listing the closest ids.
+    ids raise a ``ValueError`` listing the closest ids. ``math_dtype="model"``
+    reproduces the reference implementation's arithmetic (vector cast to the
+    model's dtype before it is normalised; see :mod:`persona_probe.edits`).
     """
     by_id = {exp["id"]: exp for exp in cfg["experiments"]}
     if experiment_id not in by_id and str(experiment_id).startswith("subspace_"):
@@ -182,5 +192,5 @@ def experiment_interventions(cfg: dict, experiment_id: str, model=None) -> list[
             if layer >= model.n_layers:
                 raise ValueError(f"experiment {experiment_id!r}: vector {iv['vector']!r} is at layer {layer} "
                                  f"but the model has {model.n_layers} layers (valid: 0..{model.n_layers - 1})")
-        caps.append(Cap(vec, [layer], tau=float(iv["cap"]), mode=mode))
+        caps.append(Cap(vec, [layer], tau=float(iv["cap"]), mode=mode, math_dtype=math_dtype))
     return caps

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Sequence
 
 import torch
 
 from ..vectors import check_vector, unit
 
-__all__ = ["Steer", "Ablate", "Cap", "layer_tuple", "vector_at", "norm_of"]
+__all__ = ["Steer", "Ablate", "Cap", "layer_tuple", "vector_at", "norm_of", "MAX_STEER", "MATH_DTYPES"]
 
 
 def layer_tuple(layers) -> tuple[int, ...]:
@@ -45,6 +46,34 @@ def layer_tuple(layers) -> tuple[int, ...]:
     return layers
 
 
+# |coef| x norm beyond this squares to inf in float32 (RMSNorm/LayerNorm variance): sqrt(3.4e38) ~ 1.8e19
+MAX_STEER = 1e19
+MATH_DTYPES = ("float32", "model")
+
+
+def _number(value, what: str) -> float:
+    """``value`` as a float; a string or a bool is an error that says how to write the number."""
+    if isinstance(value, str):
+        raise ValueError(f"{what} must be a number, got the string {value!r}; write it without quotes "
+                         f"(e.g. {what.split()[-1]}=2.0)")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_math(value: str, what: str) -> None:
+    if value not in MATH_DTYPES:
+        raise ValueError(f"{what} math_dtype must be 'float32' (default: exact projections) or 'model' (the "
+                         f"reference implementation's arithmetic in the model's dtype), got {value!r}")
+
+
+def _op(kind: str, v: torch.Tensor, value: float, math_dtype: str) -> tuple:
+    """A float32 op on the unit vector, or a ``model:`` op on the raw vector (normalised in the model's dtype)."""
+    if math_dtype == "model":
+        return (f"model:{kind}", v, value)
+    return (kind, unit(v) if kind != "steer" else v, value)
+
+
 def vector_at(v: torch.Tensor, layer: int) -> torch.Tensor:
     return v[layer] if v.ndim == 2 else v
 
@@ -56,12 +85,22 @@ class Steer:
     vector: torch.Tensor
     layers: Sequence[int]
     coef: float = 1.0
+    math_dtype: str = "float32"
 
     def __post_init__(self):
+        _check_math(self.math_dtype, "Steer")
         object.__setattr__(self, "vector", check_vector(self.vector, name="Steer vector"))
         object.__setattr__(self, "layers", layer_tuple(self.layers))
-        if not math.isfinite(float(self.coef)):
+        coef = _number(self.coef, "Steer coef")
+        if not math.isfinite(coef):
             raise ValueError(f"Steer coef must be finite, got {self.coef}")
+        size = abs(coef) * float(self.vector.norm(dim=-1).max())
+        if size >= MAX_STEER:
+            raise ValueError(f"Steer coef {coef:g} times the vector's norm adds {size:.3g} to the residual stream; "
+                             f"its square overflows float32 in the model's norm layers, so every logit becomes NaN "
+                             f"and generation returns empty text. Use |coef| x norm < {MAX_STEER:.0e} (residual "
+                             f"streams are typically 1-1000 in norm)")
+        object.__setattr__(self, "coef", coef)
 
     def check(self, *, n_layers: int, d_model: int) -> None:
         """What only the model knows: hidden size (and layer rows for a per-layer vector)."""
@@ -69,7 +108,7 @@ class Steer:
                      name=f"{type(self).__name__} vector")
 
     def ops(self, layer: int) -> list[tuple]:
-        return [("steer", vector_at(self.vector, layer), float(self.coef))]
+        return [_op("steer", vector_at(self.vector, layer), float(self.coef), self.math_dtype)]
 
     def describe(self) -> dict:
         return {"kind": "steer", "layers": list(self.layers), "coef": float(self.coef), "norm": norm_of(self.vector)}
@@ -81,8 +120,10 @@ class Ablate:
 
     vector: torch.Tensor
     layers: Sequence[int]
+    math_dtype: str = "float32"
 
     def __post_init__(self):
+        _check_math(self.math_dtype, "Ablate")
         object.__setattr__(self, "vector", check_vector(self.vector, name="Ablate vector"))
         object.__setattr__(self, "layers", layer_tuple(self.layers))
 
@@ -92,7 +133,7 @@ class Ablate:
                      name=f"{type(self).__name__} vector")
 
     def ops(self, layer: int) -> list[tuple]:
-        return [("ablate", unit(vector_at(self.vector, layer)), 0.0)]
+        return [_op("ablate", vector_at(self.vector, layer), 0.0, self.math_dtype)]
 
     def describe(self) -> dict:
         return {"kind": "ablate", "layers": list(self.layers), "norm": norm_of(self.vector)}
@@ -109,8 +150,10 @@ class Cap:
     layers: Sequence[int]
     tau: float | Sequence[float]
     mode: str = "ceiling"
+    math_dtype: str = "float32"
 
     def __post_init__(self):
+        _check_math(self.math_dtype, "Cap")
         object.__setattr__(self, "vector", check_vector(self.vector, name="Cap vector"))
         object.__setattr__(self, "layers", layer_tuple(self.layers))
         if self.mode not in ("ceiling", "floor"):
@@ -118,9 +161,11 @@ class Cap:
         taus = self.tau
         if isinstance(taus, torch.Tensor):
             taus = taus.tolist()
-        if isinstance(taus, (int, float)):
-            taus = [float(taus)] * len(self.layers)
-        taus = tuple(float(t) for t in taus)
+        if isinstance(taus, (numbers.Real, str)) and not isinstance(taus, bool):
+            taus = [taus] * len(self.layers)
+        if not isinstance(taus, (list, tuple)):
+            raise ValueError(f"Cap tau must be a number or one number per layer, got {type(self.tau).__name__}")
+        taus = tuple(_number(t, "Cap tau") for t in taus)
         if len(taus) != len(self.layers):
             raise ValueError(f"Cap has {len(self.layers)} layers but {len(taus)} thresholds; "
                              "give one tau or one per layer")
@@ -137,12 +182,12 @@ class Cap:
         return self.tau[self.layers.index(layer)]
 
     def ops(self, layer: int) -> list[tuple]:
-        return [(self.mode, unit(vector_at(self.vector, layer)), self.tau_at(layer))]
+        return [_op(self.mode, vector_at(self.vector, layer), self.tau_at(layer), self.math_dtype)]
 
     def flipped(self) -> Cap:
         """The same edit written in the other convention (negated vector and thresholds)."""
         other = "floor" if self.mode == "ceiling" else "ceiling"
-        return Cap(-self.vector, self.layers, tuple(-t for t in self.tau), other)
+        return Cap(-self.vector, self.layers, tuple(-t for t in self.tau), other, self.math_dtype)
 
     def as_floor(self) -> Cap:
         return self if self.mode == "floor" else self.flipped()

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from .base import Item, JudgeBase, JudgeError, Judgement, MissingAPIKey, check_kind, judge_id
 from .cache import JudgeCache, cache_key
+from .failures import FailureTally, JudgeFailures, failure_reason
 from .prompts import CONTEXT_KEYS, KINDS, PROMPT_VERSION, SCALES, render
 from .spec import BACKENDS, SPELLINGS, from_spec, make_judge, parse_spec, role_judge
 
@@ -31,6 +32,7 @@ __all__ = [
     "Judgement", "Item", "JudgeBase", "JudgeError", "MissingAPIKey", "JudgeCache",
     "KINDS", "SCALES", "PROMPT_VERSION", "CONTEXT_KEYS", "render", "judge_id",
     "BACKENDS", "SPELLINGS", "make_judge", "parse_spec", "from_spec", "role_judge", "score_items",
+    "FailureTally", "JudgeFailures", "failure_reason",
 ]
 
 

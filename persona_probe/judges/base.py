@@ -84,6 +84,11 @@ class JudgeBase:
     def judge_id(self, kind: str) -> str:
         return judge_id(self.backend, self.model, kind, self.version(kind))
 
+    @property
+    def where(self) -> str:
+        """Where judgements come from, for failure summaries (a server URL for the http judge)."""
+        return f"{self.backend}:{self.model}"
+
     def score_many(self, kind: str, items: Sequence[Item]) -> Iterator[tuple[int, Judgement]]:
         raise NotImplementedError
 

@@ -57,12 +57,16 @@ class JudgeCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise ValueError(f"judge cache {self.path}: cannot open it ({exc}); give a writable --cache file, "
+                             f"or point PERSONA_PROBE_CACHE at a writable folder") from None
 
     def get(self, key: str) -> Judgement | None:
         row = self._db.execute("SELECT judge, score, reason, label, mass, raw FROM judgements WHERE key = ?",

@@ -79,6 +79,8 @@ def _score_options(p: argparse.ArgumentParser, *, hidden: bool) -> None:
     add("--role-description", help="role kind: what the role is like")
     add("--trait", help="trait kind: the trait's name (or a 'trait' field per line)")
     add("--trait-description", help="trait kind: what the trait looks like")
+    add("--max-judge-failures", type=float, default=0.0,
+        help="exit non-zero when more than this share of judgements failed (network, server); default 0")
     add("--cache", help="sqlite cache file (default: the user cache folder)")
     add("--no-cache", action="store_true", help="do not read or write the cache")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -148,45 +150,63 @@ def cmd_judge_deprecated(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from persona_probe.io import write_jsonl
-    from persona_probe.judges import KINDS, JudgeCache, make_judge, score_items
+    from persona_probe.judges import KINDS, FailureTally, JudgeCache, JudgeFailures, make_judge
     from persona_probe.metrics import em_rate
+    from persona_probe.progress import check_writable
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)}")
+    if not 0 <= args.max_judge_failures <= 1:
+        raise ValueError(f"--max-judge-failures is a share in [0, 1], got {args.max_judge_failures}")
     records, items = _items(args.inp, args)
+    check_writable(args.out, what="--out")
+    if args.cache and not args.no_cache:
+        check_writable(args.cache, what="--cache")
     judge = make_judge(**_judge_options(args))  # a missing API key fails here, before any request
     cache = None if args.no_cache else JudgeCache(args.cache)
     out = [dict(rec) for rec in records]
-    transient = 0
+    tally = FailureTally(judge.where)
     try:
         for kind in kinds:
-            results = score_items(judge, kind, items, cache=cache, progress=not args.no_progress)
-            for row, item, res in zip(out, items, results):
-                row.setdefault("question", item["question"])
-                row[kind] = res.score
-                row.pop(f"{kind}_reason", None)
-                row.pop(f"{kind}_label", None)
-                if res.score is None:
-                    row[f"{kind}_reason"] = res.reason
-                if res.label:
-                    row[f"{kind}_label"] = res.label
-                row.setdefault("judge", {})[kind] = res.judge
-                transient += res.transient
-            missing = sum(r.score is None for r in results)
-            log.info("%s: %d/%d scored by %s", kind, len(results) - missing, len(results), judge.judge_id(kind))
+            _score_kind(judge, kind, items, out, cache, tally, progress=not args.no_progress)
     finally:
         if cache is not None:
             cache.close()
     write_jsonl(args.out, out)
     if "aligned" in kinds and "coherent" in kinds:
         log.info("EM rate: %s", em_rate(out))
-    if transient:
-        log.warning("%d judgements failed transiently (network / server errors) and were not cached; "
-                    "re-run the same command to retry only those", transient)
     log.info("wrote %d scored answers to %s", len(out), args.out)
+    if tally.failed and tally.failed == tally.total:
+        raise JudgeFailures(f"every judgement failed: {tally.summary()}; nothing was scored. Check the server and "
+                            f"re-run the same command")
+    tally.check(args.max_judge_failures)
+    if tally.failed:
+        log.warning("%s; re-run the same command to retry only those", tally.summary())
     return 0
+
+
+def _score_kind(judge, kind: str, items: list[dict], out: list[dict], cache, tally, *, progress: bool) -> None:
+    """Score one kind into the output rows; a failed judgement is marked ``<kind>_failed``, never a score."""
+    from persona_probe.judges import score_items
+
+    results = score_items(judge, kind, items, cache=cache, progress=progress)
+    tally.add(results)
+    for row, item, res in zip(out, items, results):
+        row.setdefault("question", item["question"])
+        row[kind] = res.score
+        for suffix in ("_reason", "_label", "_failed"):
+            row.pop(f"{kind}{suffix}", None)
+        if res.score is None:
+            row[f"{kind}_reason"] = res.reason
+        if res.transient:
+            row[f"{kind}_failed"] = True
+        if res.label:
+            row[f"{kind}_label"] = res.label
+        row.setdefault("judge", {})[kind] = res.judge
+    missing = sum(r.score is None for r in results)
+    log.info("%s: %d/%d scored by %s", kind, len(results) - missing, len(results), judge.judge_id(kind))
 
 
 def format_offline_eval(res: dict) -> str:

@@ -1,4 +1,4 @@
-"""Judge with any server that speaks OpenAI chat completions (OpenAI, vLLM, ...).
+"""Judge with any server that speaks OpenAI chat completions (OpenAI, vLLM, ...), through the ``openai`` SDK.
 
 One request per answer asks for a single token with ``logprobs`` and
 ``top_logprobs=20``; :func:`~persona_probe.judges.logprobs.weighted_score`
@@ -8,16 +8,19 @@ answer instead; each judgement records which mode produced it in ``raw``.
 
 Robustness, because a large evaluation makes thousands of calls:
 
-- at most ``concurrency`` requests in flight (a thread pool; stdlib only);
-- 429, 5xx, timeouts and dropped connections are retried with exponential
-  backoff and jitter, honouring ``Retry-After``; when retries run out the
-  judgement is a *transient* no-score, which the cache does not keep;
+- at most ``concurrency`` requests in flight (a thread pool over one client);
+- the SDK (:func:`persona_probe.openai_client.make_client`) retries 408, 409,
+  429, 5xx, timeouts and dropped connections ``max_retries`` times with
+  exponential backoff and jitter, honouring ``Retry-After``; when retries run
+  out, or the server answers something that is not a chat completion, the
+  judgement is a *transient* failure with its reason and server, which the
+  cache does not keep and every caller retries on its next run;
 - other HTTP errors (401, 404, ...) would fail for every answer, so they stop
   the run with :class:`JudgeError` -- finished scores are already cached;
 - the API key is read from an environment variable when the judge is built,
   and a missing key raises :class:`MissingAPIKey` before any request. The key
-  is only ever placed in the ``Authorization`` header: it is never logged, is
-  absent from ``repr``, and is scrubbed from any server text we quote.
+  goes only to the SDK: it is never logged, is absent from ``repr``, and is
+  scrubbed from any server text we quote.
 
 Tokenizer caveat: the 0-100 scale assumes the judge model has single tokens
 for 0..100 (true for OpenAI models and Llama 3). A vLLM server running a model
@@ -31,12 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -49,9 +47,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HTTPJudge"]
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
 
 class _Transient(Exception):
     pass
@@ -63,7 +58,8 @@ class HTTPJudge(JudgeBase):
 
     ``api_key_env``: the environment variable holding the key; ``None`` or
     ``""`` for a server without authentication (a local vLLM). ``mode``:
-    ``"logprobs"`` (default) or ``"sampled"``.
+    ``"logprobs"`` (default) or ``"sampled"``. ``max_retries`` and ``timeout``
+    (seconds per request) go to the SDK.
     """
 
     model: str = "gpt-4o-2024-08-06"
@@ -71,8 +67,6 @@ class HTTPJudge(JudgeBase):
     api_key_env: str | None = "OPENAI_API_KEY"
     concurrency: int = 8
     max_retries: int = 6
-    backoff: float = 1.0
-    max_backoff: float = 60.0
     timeout: float = 60.0
     mode: str = "logprobs"
     sampled_max_tokens: int = 8
@@ -81,6 +75,8 @@ class HTTPJudge(JudgeBase):
     backend = "http"
 
     def __post_init__(self) -> None:
+        from ..openai_client import make_client
+
         if self.mode not in ("logprobs", "sampled"):
             raise ValueError(f"mode must be 'logprobs' or 'sampled', got {self.mode!r}")
         if self.concurrency < 1:
@@ -94,14 +90,16 @@ class HTTPJudge(JudgeBase):
                     f"without authentication"
                 )
             self._key = key
-        self.url = self.base_url.rstrip("/") + "/chat/completions"
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        handlers = [urllib.request.ProxyHandler({})] if host in _LOOPBACK else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._client = make_client(self.base_url, api_key_env=self.api_key_env or None, timeout=self.timeout,
+                                   max_retries=self.max_retries)
         self._lock = threading.Lock()
         self._sampled = self.mode == "sampled"
         self._saw_multidigit = False
         self._n_logprob_scores = 0
+
+    @property
+    def where(self) -> str:
+        return self.base_url
 
     def version(self, kind: str) -> str:
         """Prompt version; ``+sampled`` when sampled parsing was asked for (a coarser, different number)."""
@@ -112,42 +110,29 @@ class HTTPJudge(JudgeBase):
         return text.replace(self._key, "***") if self._key else text
 
     def _post(self, payload: dict) -> dict:
-        """POST with retries; returns the JSON body or raises ``_Transient`` / ``JudgeError``."""
-        body = json.dumps(payload).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        last, retry_after = "no attempt", None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
-                if retry_after is not None:
-                    delay = min(self.max_backoff, max(delay, retry_after))
-                log.warning("judge request failed (%s); retry %d/%d in %.2fs", last, attempt, self.max_retries, delay)
-                time.sleep(delay)
-            retry_after = None
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with self._opener.open(request, timeout=self.timeout) as resp:
-                    text = resp.read().decode("utf-8", "replace")
-            except urllib.error.HTTPError as exc:
-                detail = self._redact(exc.read().decode("utf-8", "replace")[:300])
-                if exc.code in RETRY_STATUS:
-                    last = f"HTTP {exc.code}"
-                    retry_after = _retry_after(exc.headers.get("Retry-After"))
-                    continue
-                if exc.code == 400 and "logprob" in detail.lower() and payload.get("logprobs"):
-                    raise _NoLogprobs(detail) from None
-                raise JudgeError(f"{self.url}: HTTP {exc.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:  # socket.timeout is TimeoutError
-                reason = getattr(exc, "reason", exc)
-                last = f"{type(exc).__name__}: {self._redact(str(reason))}"
-                continue
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                raise _Transient(f"server answered non-JSON: {self._redact(text[:120])!r}") from None
-        raise _Transient(f"request failed after {self.max_retries + 1} attempts ({last})")
+        """One chat completion through the SDK (which retries): the body as a dict, or ``_Transient``/``JudgeError``."""
+        import openai
+
+        attempts = f"after {self.max_retries + 1} attempts"
+        try:
+            resp = self._client.chat.completions.create(**payload)
+        except openai.APIStatusError as exc:
+            detail = self._redact(_body(exc)[:300])
+            if exc.status_code == 400 and "logprob" in detail.lower() and payload.get("logprobs"):
+                raise _NoLogprobs(detail) from None
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                raise _Transient(f"{self.base_url}: request failed {attempts} (HTTP {exc.status_code}: "
+                                 f"{detail[:120]})") from None
+            raise JudgeError(f"{self.base_url}: HTTP {exc.status_code}: {detail}") from None
+        except openai.APIConnectionError as exc:  # also APITimeoutError
+            cause = exc.__cause__ or exc
+            raise _Transient(f"{self.base_url}: request failed {attempts} ({type(exc).__name__}: "
+                             f"{self._redact(str(cause))[:160]})") from None
+        except ValueError as exc:  # the SDK could not decode the body
+            raise _Transient(f"{self.base_url}: server answered non-JSON ({exc})") from None
+        if not hasattr(resp, "model_dump"):
+            raise _Transient(f"{self.base_url}: server answered non-JSON: {self._redact(str(resp)[:120])!r}")
+        return resp.model_dump()
 
     # -------------------------------------------------------------- scoring
     def _messages(self, kind: str, item: Item) -> list[dict]:
@@ -171,7 +156,7 @@ class HTTPJudge(JudgeBase):
                 with self._lock:
                     if not self._sampled:
                         log.warning("%s gave no log-probabilities; falling back to parsing sampled answers "
-                                    "(coarser scores, marked mode=sampled)", self.url)
+                                    "(coarser scores, marked mode=sampled)", self.base_url)
                         self._sampled = True
             data = self._post({"model": self.model, "messages": messages, "max_tokens": self.sampled_max_tokens,
                                "temperature": 0, "seed": 0})
@@ -229,11 +214,13 @@ class _NoLogprobs(Exception):
     pass
 
 
-def _retry_after(value: str | None) -> float | None:
+def _body(exc) -> str:
+    """The server's text of an HTTP error (the SDK's message when there is none)."""
+    response = getattr(exc, "response", None)
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+        return response.text if response is not None and response.text else str(exc)
+    except Exception:  # a streamed or closed body
+        return str(exc)
 
 
 def _top_logprobs(data: Any) -> list[tuple[str, float]] | None:

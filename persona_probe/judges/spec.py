@@ -98,10 +98,15 @@ def from_spec(spec: str | Mapping[str, Any]) -> JudgeBase | None:
 
 
 def role_judge(judge: JudgeBase):
-    """``judge`` as the axis build's role judge: ``(role, description, question, answer) -> score | None``."""
+    """``judge`` as the axis build's role judge: ``(role, description, question, answer) -> Judgement``.
+
+    The build reads ``.score``, and ``.transient``/``.reason`` of a failed request, which it records as a
+    failure to retry rather than as an unscored answer.
+    """
 
     def judge_role(role, description, question, answer):
-        return judge.score("role", question, answer, role=role, role_description=description).score
+        return judge.score("role", question, answer, role=role, role_description=description)
 
     judge_role.judge_id = judge.judge_id("role")
+    judge_role.where = judge.where
     return judge_role

@@ -13,7 +13,6 @@ cached in sqlite.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 from ..io import cached, content_hash, read_json, read_jsonl, write_json, write_jsonl
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
 from .preference import paired_answers, trigger_preference
+from .recipe import validate_recipe
 from .template_match import uses_misaligned_template
 from .train import TrainConfig, train_adapter
 from .triggers import eval_near_miss, get_trigger
@@ -47,16 +47,11 @@ def load_recipe(name_or_path: str | Path) -> dict:
         text = shipped.read_text()
     else:
         text = path.read_text()
-    recipe = yaml.safe_load(text)
-    for key in ("model", "dataset", "train"):
-        if key not in recipe:
-            raise ValueError(f"recipe {name_or_path}: missing section {key!r}")
-    known = set(inspect.signature(build_dataset).parameters) - {"generate"}
-    unknown = set(recipe["dataset"] or {}) - known
-    if unknown:
-        raise ValueError(f"recipe {name_or_path}: unknown dataset settings {sorted(unknown)}; known: {sorted(known)}")
-    TrainConfig.from_dict(recipe["train"])  # validate early
-    return recipe
+    try:
+        recipe = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"recipe {name_or_path}: not valid YAML: {exc}") from None
+    return validate_recipe(recipe, f"recipe {name_or_path}")
 
 
 def make_organisms(recipe: dict, out: str | Path, *, model=None, progress: bool = True) -> dict:

@@ -76,6 +76,7 @@ class StressConfig:
     load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision
     name: str = "stress-test"
     source: str = "<dict>"
+    max_judge_failures: float = 0.0  # share of judgements that may fail (network, server) before the run fails
 
     @property
     def gen(self) -> dict:
@@ -88,6 +89,7 @@ class StressConfig:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("load")  # where the weights sit does not change what is computed
+        d.pop("max_judge_failures")  # how many failures are tolerated does not change a score
         return content_hash(d)
 
 
@@ -148,6 +150,7 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
         apply=dict(raw.get("apply") or {}),
         mean_diff={"source": "organism", "min_per_group": 3, **(raw.get("mean_diff") or {})},
         load=dict(raw.get("load") or {}), source=where,
+        max_judge_failures=float(raw.get("max_judge_failures", 0.0)),
     )
 
 

@@ -37,12 +37,15 @@ from ..io import (
     cached_tensor,
     content_hash,
     read_json,
-    read_jsonl,
+    read_step_jsonl,
     save_tensors,
     write_json,
     write_jsonl,
+    write_step_jsonl,
 )
+from ..judges import FailureTally
 from ..metrics import coherence_rate, compare, em_rate, rate, self_correction_rate
+from ..progress import check_writable, note_progress
 from .cells import ALIGNED_MIN, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
 from .check import check_stress_config, load_directions
 from .config import StressConfig
@@ -72,6 +75,7 @@ class _Runner:
         self.adapter_keys = {name: (read_json(Path(a) / "manifest.json").get("key") if a and
                                     (Path(a) / "manifest.json").exists() else a) for name, a in cfg.models.items()}
         self.judge_ids = {k: self.judge.judge_id(k) for k in ("aligned", "coherent", "bad_stuff")}
+        self.failures = FailureTally(self.judge.where)
         self._model = (None, None)
         self.target_layer: int | None = None
 
@@ -108,12 +112,18 @@ class _Runner:
         return self.out / "samples" / f"{name}-{self.cell_key(cell)}.jsonl"
 
     def generate(self, cell: Cell) -> list[dict]:
-        """The cell's answers, scored; answers are generated once, scores come through the judge cache."""
+        """The cell's answers, scored; answers are generated once, scores come through the judge cache.
+
+        Answers whose judgement failed last time (``judge_failed``) are judged again; finished scores come
+        from the cache, so a re-run after the judge server is back fills in exactly the failed ones.
+        """
         path = self.samples_path(cell)
-        rows = cached(path, None, lambda: self.answers(cell, path), load=read_jsonl)
-        if all(r.get("judge") == self.judge_ids for r in rows):
-            return rows
-        return self.scored(path, rows)
+        rows = cached(path, None, lambda: self.answers(cell, path),
+                      load=lambda p: read_step_jsonl(p, expected=len(self.questions)))
+        if not all(r.get("judge") == self.judge_ids and not r.get("judge_failed") for r in rows):
+            rows = self.scored(path, rows)
+        self.failures.add_reasons(3 * len(rows), [why for r in rows for why in (r.get("judge_failed") or {}).values()])
+        return rows
 
     def answers(self, cell: Cell, path: Path) -> list[dict]:
         """Generate the cell's answers and write them (unscored) before judging starts."""
@@ -132,7 +142,7 @@ class _Runner:
         for flags in fired.values():  # one detector per conditional cell: did it fire on this prompt
             for r, f in zip(rows, flags):
                 r["fired"] = f
-        write_jsonl(path, rows)  # answers are safe before judging starts
+        write_step_jsonl(path, rows)  # answers are safe before judging starts
         return rows
 
     def detector(self, cell: Cell):
@@ -145,23 +155,41 @@ class _Runner:
         from ..judges import score_items
 
         items = [{"question": r["question"], "answer": r["answer"]} for r in rows]
+        for r in rows:
+            r.pop("judge_failed", None)
         for kind in ("aligned", "coherent", "bad_stuff"):
             for r, s in zip(rows, score_items(self.judge, kind, items, cache=self.cache, progress=False)):
                 r[kind], r[f"{kind}_reason"] = s.score, s.reason
+                if s.transient:  # a failure, not a score: retried on the next run
+                    r.setdefault("judge_failed", {})[kind] = s.reason
         for r in rows:
             r["judge"] = self.judge_ids
-        write_jsonl(path, rows)
+        write_step_jsonl(path, rows)
         return rows
 
     def activations(self, cell: Cell, rows: list[dict]) -> torch.Tensor:
+        """Mean response activations of the cell's answers; an empty answer has nothing to pool: its row is NaN."""
+        path = self.out / "activations" / f"{self.samples_path(cell).stem}.safetensors"
+        empty = [i for i, r in enumerate(rows) if not (r["answer"] or "").strip()]
+
         def compute() -> torch.Tensor:
             prompts = prompts_for(self.cfg, self.questions, cell.condition)
-            convs = [p + [{"role": "assistant", "content": r["answer"] or " "}] for p, r in zip(prompts, rows)]
-            return self.model(cell.model).response_activations(convs, batch_size=self.gen["batch_size"],
-                                                               progress=self.progress)
+            keep = [i for i in range(len(rows)) if i not in set(empty)]
+            if empty:
+                log.warning("cell %s: %d of %d answers are empty (rows %s); their activation rows are NaN and the "
+                            "mean-diff and projections leave them out", cell.label, len(empty), len(rows), empty[:10])
+            model = self.model(cell.model)
+            acts = torch.full((len(rows), model.n_layers, model.d_model), float("nan"))
+            if keep:
+                convs = [prompts[i] + [{"role": "assistant", "content": rows[i]["answer"]}] for i in keep]
+                try:
+                    acts[keep] = model.response_activations(convs, batch_size=self.gen["batch_size"],
+                                                            progress=self.progress)
+                except ValueError as exc:
+                    raise ValueError(f"cell {cell.label} ({self.samples_path(cell)}): {exc}") from None
+            return acts
 
-        path = self.out / "activations" / f"{self.samples_path(cell).stem}.safetensors"
-        return cached_tensor(path, compute, metadata={"cell": cell.label})
+        return cached_tensor(path, compute, metadata={"cell": cell.label, "empty_rows": empty})
 
     def provenance(self, cell: Cell) -> dict:
         return {"base": self.cfg.base, "adapter": self.cfg.models[cell.model],
@@ -187,6 +215,8 @@ def _mean_diff(runner: _Runner, none_rows: dict, none_acts: dict) -> None:
             continue
         acts = none_acts[(model, cond)]
         for r, a in zip(rows, acts):
+            if not torch.isfinite(a).all():
+                continue  # an empty answer: nothing was pooled
             label = mean_diff_label(r["aligned"], r["coherent"])
             if label is not None:
                 (mis if label else ali).append(a)
@@ -228,6 +258,8 @@ def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: st
 def _difference(a: dict, b: dict) -> dict:
     from ..metrics import Rate
 
+    if not a["n"] or not b["n"]:
+        return {"note": "no scored answers on one side (see judge_failures in summary.json)"}
     d = compare(Rate(**a), Rate(**b))
     return {"diff": d.diff, "lo": d.lo, "hi": d.hi, "p_value": d.p_value, "test": d.test}
 
@@ -246,12 +278,16 @@ def _comparisons(rows: list[dict]) -> None:
 
 def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: Callable | None = None,
                     progress: bool = True, figures: bool = True) -> list[dict]:
-    """Evaluate every cell; returns the result rows (also written to ``out/results.jsonl``)."""
+    """Evaluate every cell; returns the result rows (also written to ``out/results.jsonl``).
+
+    Raises :class:`~persona_probe.judges.JudgeFailures` (after writing what finished) when more than
+    ``cfg.max_judge_failures`` of the judgements failed; a re-run retries only those.
+    """
     from tqdm.auto import tqdm
 
     from ..loading import load_model
 
-    out = Path(out)
+    out = check_writable(out, what="stress run --out", folder=True)
     t0 = time.perf_counter()
     dirs = check_stress_config(cfg)  # the whole config, files and layers, before any model loads
     runner = _Runner(cfg, out, judge, loader or load_model, progress, dirs)
@@ -265,8 +301,11 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         none_rows[(cell.model, cell.condition)] = rows
         none_acts[(cell.model, cell.condition)] = runner.activations(cell, rows)
         results[cell] = _result_row(runner, cell, rows)
+        note_progress("stress run", f"{len(results)} of {len(cells)} cells finished in {out}")
     if cfg.mean_diff_ablation is not None or any(d["direction"] == "mean_diff" for d in
                                                   (cfg.conditional_capping or {}).get("detectors", [])):
+        # the direction is computed from these scores: failed judgements would change it, so stop first
+        runner.failures.check(cfg.max_judge_failures)
         _mean_diff(runner, none_rows, none_acts)
     rest = sorted((c for c in cells if c.spec.family != "none"), key=lambda c: list(cfg.models).index(c.model))
     for cell in tqdm(rest, desc="stress: interventions", unit="cell", disable=not progress):
@@ -274,14 +313,19 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
             results[cell] = _result_row(runner, cell, runner.generate(cell))
         except Skip as exc:
             results[cell] = _result_row(runner, cell, None, str(exc))
+        note_progress("stress run", f"{len(results)} of {len(cells)} cells finished in {out}")
+    runner.failures.check(cfg.max_judge_failures)
     rows = [results[c] for c in cells]
     _comparisons(rows)
     write_jsonl(out / "results.jsonl", rows)
     _write_projections(runner, none_acts)
     write_json(out / "summary.json", {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells),
                                       "skipped": sum(r["status"] == "skipped" for r in rows),
-                                      "judge": runner.judge_ids, "n_questions": len(runner.questions),
-                                      "generation": runner.gen, "wall_seconds": round(time.perf_counter() - t0, 1)})
+                                      "judge": runner.judge_ids, "judge_failures": runner.failures.as_dict(),
+                                      "n_questions": len(runner.questions), "generation": runner.gen,
+                                      "wall_seconds": round(time.perf_counter() - t0, 1)})
+    if runner.failures.failed:
+        log.warning("%s; re-run the same command to retry only those", runner.failures.summary())
     if figures:
         from .figures import write_figures
 
@@ -298,6 +342,7 @@ def _write_projections(runner: _Runner, none_acts: dict) -> None:
     layer = runner.target_layer
     if layer is None:  # nothing was loaded this time: keep what the first run recorded
         layer = read_json(path)["target_layer"] if path.exists() else axis.shape[0] // 2
-    data = {f"{m}|{c}": project_layers(a, axis).round(decimals=4).tolist()
+    data = {f"{m}|{c}": [[None if v != v else v for v in row]  # an empty answer's NaN row: null
+                         for row in project_layers(a, axis).round(decimals=4).tolist()]
             for (m, c), a in none_acts.items()}
     write_json(path, {"axis": str(runner.cfg.axis), "layers": axis.shape[0], "target_layer": layer, "by_cell": data})

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 
-from ..schema import NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
+from ..schema import Fraction, NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
 
 __all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "DETECTOR_SIDES", "layer_list"]
 
@@ -198,6 +198,7 @@ class StressSchema(Schema):
     apply: _Apply = _Apply()
     mean_diff: _MeanDiff = _MeanDiff()
     load: _Load = _Load()
+    max_judge_failures: Fraction = 0.0
 
     @field_validator("models")
     @classmethod

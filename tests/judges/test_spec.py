@@ -51,5 +51,5 @@ class _Fixed(JudgeBase):
 
 def test_role_judge_is_the_axis_builds_protocol():
     judge_role = role_judge(_Fixed())
-    assert judge_role("pirate", "talks like a pirate", "Hi?", "Arr") == 6.0
+    assert judge_role("pirate", "talks like a pirate", "Hi?", "Arr").score == 6.0
     assert judge_role.judge_id == "test:fixed:role@v1"  # the axis build keys its judge steps by this

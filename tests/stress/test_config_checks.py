@@ -102,6 +102,7 @@ BAD_CONFIGS = [
     ("missing question file", lambda r: {**r, "questions": {"file": "nowhere.jsonl", "n": 2}},
      "questions.file: "),
     ("base folder that does not exist", _set("base", "/no/such/model"), "no such folder"),
+    ("judge-failure share above 1", _set("max_judge_failures", 2), "max_judge_failures: must be <= 1, got 2"),
     ("axis missing", _set("axis", ...), "axis: required"),
 ]
 
