@@ -4,8 +4,13 @@ Prints
   extract_vs_hooks=<ratio>          all-layer mean extraction: ProbeModel (nnsight) / plain forward hooks
   capped_generate_vs_plain=<ratio>  generation with a floor Cap on 8 layers / no intervention
   subspace_capped_generate_vs_plain=<ratio>  generation with a k=4 SubspaceCap (ball) on the same 8 layers / none
+  lora_edit_vs_merged=<ratio>       generation with the embedded recipe's adapter shape (rank-32 rsLoRA, all 7
+                                    projections of layers 16-29: 98 module edits) applied as LoraEdit graph edits /
+                                    the same adapter merged into the weights (peft merge_and_unload)
+  lora_edit_vs_merged_rank1=<ratio> the same for the rank-1 down_proj organism (9 layers)
 plus the absolute times. Arms alternate within each repetition and the ratio
-of medians is reported, so machine noise hits both arms alike.
+of medians is reported, so machine noise hits both arms alike. The adapters
+have peft's random A and a small random B (timing does not depend on training).
 
     python bench/overhead.py [--reps 7] [--tokens 24]
 """
@@ -15,12 +20,16 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from persona_probe import Cap, SubspaceCap, load_model
 from persona_probe.interventions import orthonormal_basis
+from persona_probe.organisms.pipeline import load_recipe
+from persona_probe.organisms.train import TrainConfig, save_random_adapter
 from persona_probe.reference import hook_response_activations
 
 QUESTIONS = [
@@ -44,6 +53,27 @@ def _time(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def lora_arms(model, prompts, gen: dict, reps: int) -> dict[str, tuple[float, float]]:
+    """Median generate seconds, ``(LoraEdit, merged)``, per adapter shape; arms alternate within each rep."""
+    shapes = {"rank32-all": TrainConfig.from_dict(load_recipe("embedded")["train"]),
+              "rank1": TrainConfig(adapter="rank1-down")}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cfg in shapes.items():
+            path = save_random_adapter(model.hf, cfg, Path(tmp) / name, std=1e-3)
+            edit = load_model("embedded", adapter=path, adapter_mode="edit")
+            merged = load_model("embedded", adapter=path)
+            want = merged.generate(prompts, **gen)
+            if edit.generate(prompts, **gen) != want:  # warm-up, and the two arms must do the same work
+                raise RuntimeError(f"{name}: LoraEdit and the merged adapter generated different tokens")
+            t_edit, t_merged = [], []
+            for _ in range(reps):
+                t_edit.append(_time(lambda m=edit: m.generate(prompts, **gen)))
+                t_merged.append(_time(lambda m=merged: m.generate(prompts, **gen)))
+            out[name] = (statistics.median(t_edit), statistics.median(t_merged))
+    return out
 
 
 def main() -> None:
@@ -96,6 +126,11 @@ def main() -> None:
     print(f"extract_vs_hooks={med(t_nn) / med(t_hook):.3f}")
     print(f"capped_generate_vs_plain={med(t_cap) / med(t_plain):.3f}")
     print(f"subspace_capped_generate_vs_plain={med(t_sub) / med(t_plain):.3f}")
+    lora = lora_arms(model, prompts, gen, args.reps)
+    for name, (t_edit, t_merged) in lora.items():
+        print(f"{name}: generate_lora_edit_s={t_edit:.3f} generate_merged_s={t_merged:.3f}")
+    print(f"lora_edit_vs_merged={lora['rank32-all'][0] / lora['rank32-all'][1]:.3f}")
+    print(f"lora_edit_vs_merged_rank1={lora['rank1'][0] / lora['rank1'][1]:.3f}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ Each stage has its own folder (``axis``, ``capping``, ``organisms``, ``judges``,
 
 from .interventions import Ablate, Cap, ConditionalCap, Detector, Steer, SubspaceCap
 from .loading import load_model, wrap_model
+from .lora import LoraEdit
 from .model import ProbeModel
 from .vectors import project
 
 __all__ = ["load_model", "wrap_model", "ProbeModel", "project", "Steer", "Ablate", "Cap", "SubspaceCap",
-           "ConditionalCap", "Detector"]
+           "ConditionalCap", "Detector",
+           "LoraEdit"]
 __version__ = "0.1.0"

@@ -35,6 +35,7 @@ def boot_bridge(model, *, share_modules: bool = False) -> Any:
 
     if model.hf is None:
         raise ValueError("a remote-only ProbeModel has no local weights to bridge; load the model locally")
+    model.require_merged_weights("the TransformerBridge")
     hf = model.hf
     if not share_modules:
         memo = {id(p): p for p in hf.parameters()}  # share weights, copy modules and buffers

@@ -25,6 +25,13 @@ per-sequence gate in ``gates``; ``gated`` applies its inner ops only to rows
 whose gate is set, and returns the other rows *unchanged* (``torch.where``, not
 a multiplication by zero, so they are bit-identical to no intervention).
 
+A LoRA adapter is one more delta, on a module *inside* a decoder block rather
+than on the residual stream: ``out += scale * B(A(x))`` with ``x`` the module's
+input (peft's ``lora_B(lora_A(x)) * scaling``). :func:`edit_block` applies one
+block's edits in a fixed order: the adapter's module edits first, in the block's
+forward order (attention q, k, v, o, then MLP gate, up, down), then the defence
+ops on the block's output. So a cap bounds the adapted model's residual stream.
+
 All math is done in float32 whatever the model dtype (bf16 projections lose
 about three significant digits, enough to move a cap), and the result is cast
 back. To reproduce outputs published with the reference implementation, an op
@@ -37,7 +44,9 @@ This module imports only torch so that it can be shipped to NDIF with
 ``nnsight.register`` (remote code may import only a few packages).
 
 An *op* is a plain tuple ``(kind, vector, value)`` with ``vector`` float32 on
-the layer's device: plain data serializes for remote execution, objects do not.
+the layer's device, and a LoRA *module edit* a tuple ``(path, A, B, scale)``
+(``path`` relative to the block, e.g. ``"mlp.down_proj"``; ``A`` ``[r, in]``,
+``B`` ``[out, r]``): plain data serializes for remote execution, objects do not.
 """
 
 import torch
@@ -103,6 +112,7 @@ def fires(scores, threshold, side):
 
 def op_delta(h, op):
     kind, vec, value = op
+    vec = vec.to(h.device)  # a no-op locally; on a remote GPU the shipped vector arrives on the CPU
     if kind == "steer":
         return steer_delta(h, vec, value)
     if kind == "ablate":
@@ -112,9 +122,9 @@ def op_delta(h, op):
     if kind == "floor":
         return floor_delta(h, vec, value)
     if kind == "floors":
-        return floors_delta(h, vec, value)
+        return floors_delta(h, vec, value.to(h.device))
     if kind == "ball":
-        return ball_delta(h, vec, value[0], value[1])
+        return ball_delta(h, vec, value[0].to(h.device), value[1])
     raise ValueError(f"unknown edit kind {kind!r}; expected one of {KINDS}")
 
 
@@ -157,7 +167,7 @@ def _apply(x, ops, gates, weights, dtype):
             if gates is None or weights is None:
                 raise ValueError("a detector needs the gates dict and the prompt weights (generation only)")
             if name not in gates:
-                gates[name] = fires(prompt_scores(x, vec, weights, read), threshold, side)
+                gates[name] = fires(prompt_scores(x, vec.to(x.device), weights, read), threshold, side)
         elif kind == "gated":  # ("gated", name, inner ops): rows whose gate is off are returned unchanged
             if gates is None or vec not in gates:
                 raise ValueError(f"gate {vec!r} is applied before its detector has read the prompt")
@@ -168,6 +178,31 @@ def _apply(x, ops, gates, weights, dtype):
         else:
             x = x + op_delta(x, op)
     return x
+
+
+def lora_delta(x, a, b, scale):
+    """peft's LoRA delta ``scale * B(A(x))`` for a module input ``x`` ``[..., in]``, in float32."""
+    return scale * ((x.float() @ a.to(x.device).float().T) @ b.to(x.device).float().T)
+
+
+def edit_block(block, block_edits, gates=None, weights=None):
+    """Apply one decoder block's ``(module_edits, ops)`` inside an nnsight trace (``block``: its envoy).
+
+    Order, fixed: each LoRA module edit in forward order (the order given), then
+    the defence ops on the block's output. nnsight requires modules to be reached
+    in execution order, and a cap (or a conditional cap's detector) must see the
+    adapted stream. ``gates`` and ``weights`` go to :func:`apply_ops` (detectors).
+    """
+    module_edits, ops = block_edits
+    for path, a, b, scale in module_edits:
+        module = block
+        for part in path.split("."):
+            module = getattr(module, part)
+        x = module.input
+        out = module.output
+        module.output = (out.float() + lora_delta(x, a, b, scale)).to(out.dtype)
+    if ops:
+        block.output = apply_ops(block.output, ops, gates, weights)
 
 
 def masked_mean(h, weights):

@@ -2,15 +2,19 @@
 
 Offline machines cannot reach a model hub, so an HF id must already be in the
 local HF cache; the error says how to fix it when it is not. A LoRA adapter
-(an organism) is merged into the weights after loading: module paths stay the
-base model's, so the same layer indices and interventions apply to base and
-organism alike. ``ndif:<hf id>`` builds a weightless model whose traces run on
-NDIF (:func:`remote_model`); local and remote models go through the same
+(an organism) is merged into the weights after loading (``adapter_mode="merge"``,
+the default for local weights), or applied as graph edits in every trace
+(``adapter_mode="edit"``, :class:`persona_probe.lora.LoraEdit`; the only way on
+NDIF, which serves base weights). Either way module paths stay the base model's,
+so the same layer indices and interventions apply to base and organism alike.
+``ndif:<hf id>`` builds a weightless model whose traces run on NDIF
+(:func:`remote_model`); local and remote models go through the same
 :func:`_wrap`, so they differ only in where the weights are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -20,12 +24,13 @@ import torch
 
 from .embedded import EMBEDDED_NAME, embedded_cache_path, embedded_dir
 from .families import KNOWN_DIMS, family_for, probe_system_support
+from .lora import DEFAULT_MAX_ADAPTER_MB, LoraEdit, check_payload, payload_nbytes
 from .model import ProbeModel
 from .remote import check_remote_model, ndif_api_key, register_remote_code
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_model", "wrap_model", "remote_model", "model_dims", "NDIF_PREFIX"]
+__all__ = ["load_model", "wrap_model", "remote_model", "model_dims", "with_lora_edit", "NDIF_PREFIX"]
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -46,6 +51,7 @@ def _default_dtype(dtype, device: torch.device) -> torch.dtype:
 
 
 NDIF_PREFIX = "ndif:"
+ADAPTER_MODES = ("merge", "edit")
 
 
 def load_model(
@@ -57,12 +63,17 @@ def load_model(
     device_map: str | dict | None = None,
     revision: str | None = None,
     remote: bool | str = False,
+    adapter_mode: str = "merge",
+    max_adapter_mb: float | None = DEFAULT_MAX_ADAPTER_MB,
 ) -> ProbeModel:
     """Load a chat model for tracing.
 
     ``source``: ``"embedded"`` (SmolLM2-135M-Instruct, offline), an HF repo id
     or local path, or a ``(hf_model, tokenizer)`` pair. ``adapter``: a peft
-    LoRA folder merged on top. ``device_map="auto"`` spreads a large model over
+    LoRA folder, merged into the weights (``adapter_mode="merge"``) or applied
+    as edits in every trace (``"edit"``; always for ``ndif:``). A remote model
+    ships the edits with each request, so an adapter above ``max_adapter_mb``
+    (in the model's dtype; ``None``: no limit) fails here. ``device_map="auto"`` spreads a large model over
     several GPUs (weights in ``dtype``, intervention math stays float32).
     ``remote``: passed to every nnsight trace (``True`` for NDIF, ``"local"``
     to run the serialized request in-process). ``"ndif:<hf id>"`` as the source
@@ -70,11 +81,13 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if adapter_mode not in ADAPTER_MODES:
+        raise ValueError(f"adapter_mode must be one of {ADAPTER_MODES}, got {adapter_mode!r}")
+    edit = LoraEdit.from_folder(adapter) if adapter is not None and (
+        adapter_mode == "edit" or (isinstance(source, str) and source.startswith(NDIF_PREFIX))) else None
     if isinstance(source, str) and source.startswith(NDIF_PREFIX):
-        if adapter is not None:
-            raise ValueError(f"{source}: NDIF serves base weights only, so a LoRA adapter cannot be merged there; "
-                             f"run organisms on local GPUs (source={source[len(NDIF_PREFIX):]!r}, device_map='auto')")
-        return remote_model(source[len(NDIF_PREFIX):], revision=revision or "main")
+        model = remote_model(source[len(NDIF_PREFIX):], revision=revision or "main")
+        return model if edit is None else with_lora_edit(model, edit, max_adapter_mb=max_adapter_mb)
 
     if isinstance(source, tuple):
         if len(source) != 2:
@@ -102,9 +115,31 @@ def load_model(
             raise ValueError(f"cannot load model {name!r}: {hint} ({exc})") from exc
         if device_map is None:
             hf = hf.to(dev)
-    if adapter is not None:
+    if adapter is not None and edit is None:
         hf = _merge_adapter(hf, adapter)
-    return wrap_model(hf, tok, name=name, adapter=str(adapter) if adapter is not None else None, remote=remote)
+    model = wrap_model(hf, tok, name=name, adapter=str(adapter) if edit is None and adapter is not None else None,
+                       remote=remote)
+    return model if edit is None else with_lora_edit(model, edit, max_adapter_mb=max_adapter_mb)
+
+
+def with_lora_edit(model: ProbeModel, edit: LoraEdit, *, max_adapter_mb: float | None = DEFAULT_MAX_ADAPTER_MB
+                   ) -> ProbeModel:
+    """``model`` with ``edit`` applied in every trace (bound to its blocks, in its dtype, on its layers' devices).
+
+    A remote model ships the edit with each request: above ``max_adapter_mb`` this fails before any request.
+    """
+    if model.lora is not None:
+        raise ValueError(f"{model.name} already carries the adapter {model.adapter}; load the base model")
+    blocks = model.torch_blocks()
+    dtype = next(blocks.parameters()).dtype
+    bound = edit.bind(blocks, blocks_path=model.family.layers_path, dtype=dtype, devices=model.layer_devices())
+    nbytes = payload_nbytes(bound)
+    if model.remote:
+        check_payload(nbytes, max_adapter_mb, edit.source, dtype)
+    log.info("adapter %s applied as edits: rank %d, %d modules on layers %s, %.2f MB in %s%s", edit.source,
+             edit.rank, len(edit.modules), edit.layers, nbytes / 2**20, dtype,
+             " (shipped with every request)" if model.remote else "")
+    return dataclasses.replace(model, lora=bound, adapter=edit.source)
 
 
 def model_dims(source: str, *, revision: str | None = None) -> tuple[int, int] | None:

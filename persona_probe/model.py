@@ -8,8 +8,11 @@
 * :meth:`ProbeModel.generate` - batched generation with interventions applied
   at every position of every forward: the prompt pass and each new token.
 
-Interventions are bound to per-layer ops (:mod:`persona_probe.interventions`)
-and applied with :func:`persona_probe.edits.apply_ops`, in forward order.
+Interventions are bound to per-layer ops (:mod:`persona_probe.interventions`).
+A LoRA adapter read as edits (:class:`persona_probe.lora.LoraEdit`, ``lora``)
+is bound once, at load. Every trace applies both with
+:func:`persona_probe.edits.edit_block`, block by block in forward order: the
+adapter's module edits inside the block, then the interventions on its output.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import edits
+from . import edits, spans
 from .families import Family, target_layer
 from .interventions import Intervention, bind_interventions, is_conditional
+from .lora import payload_nbytes
 from .spans import TokenizedChat, Turns, check_conversations, check_generation, tokenize_chat, validate_conversation
 from .vectors import check_layer
 
@@ -43,7 +47,9 @@ class ProbeModel:
 
     Attributes: ``nnsight`` (the wrapper, for your own traces), ``hf`` (the
     underlying ``transformers`` model; ``None`` for a remote-only model),
-    ``tokenizer``, ``family`` (per-architecture quirks), ``name``, ``adapter``.
+    ``tokenizer``, ``family`` (per-architecture quirks), ``name``, ``adapter``,
+    ``lora`` (the adapter's bound module edits per layer when it is applied as
+    edits rather than merged; ``None`` otherwise).
     """
 
     nnsight: Any
@@ -55,6 +61,7 @@ class ProbeModel:
     hf: Any = None
     adapter: str | None = None
     remote: bool | str = False
+    lora: dict[int, list[tuple]] | None = None
 
     # ----------------------------------------------------------------- basics
     @property
@@ -71,30 +78,40 @@ class ProbeModel:
 
     @property
     def device(self) -> torch.device:
-        if self.hf is None:
-            return torch.device("cpu")
-        return next(self.hf.parameters()).device
+        return torch.device("cpu") if self.hf is None else next(self.hf.parameters()).device
+
+    def torch_blocks(self) -> Any:
+        """The decoder blocks as torch modules (meta modules for a remote-only model)."""
+        blocks = self.hf if self.hf is not None else self.nnsight._model
+        for part in self.family.layers_path.split("."):
+            blocks = getattr(blocks, part)
+        return blocks
 
     def layer_devices(self) -> list[torch.device]:
         if self.hf is None:
-            return [torch.device("cpu")] * self.n_layers
-        blocks = self.hf
-        for part in self.family.layers_path.split("."):
-            blocks = getattr(blocks, part)
-        return [next(b.parameters()).device for b in blocks]
+            return [torch.device("cpu")] * self.n_layers  # a remote model: the server moves what it gets
+        return [next(b.parameters()).device for b in self.torch_blocks()]
+
+    def require_merged_weights(self, what: str) -> None:
+        """Raise for code that runs the torch model directly, where an adapter applied as edits would be missed."""
+        if self.lora is not None:
+            raise ValueError(f"{what} runs the torch model without nnsight, so it would miss the adapter "
+                             f"{self.adapter} applied as edits; load it with adapter_mode='merge'")
 
     def provenance(self) -> dict:
-        """What produced a result: model, adapter, family, dtype (for result files)."""
+        """What produced a result: model, adapter (and how it is applied), family, dtype (for result files)."""
         dtype = str(next(self.hf.parameters()).dtype) if self.hf is not None else None
         return {"model": self.name, "adapter": self.adapter, "family": self.family.name, "dtype": dtype,
-                "n_layers": self.n_layers, "d_model": self.d_model}
+                "n_layers": self.n_layers, "d_model": self.d_model, **({"adapter_mode": "edit"} if self.lora else {})}
 
     def _remote_arg(self) -> bool | str:
-        """``self.remote`` for nnsight; a remote run first registers the edit math to ship by value."""
+        """``self.remote`` for nnsight, once per request; registers the edit math and logs the adapter payload."""
         if self.remote:
             from .remote import register_remote_code
 
             register_remote_code()
+            if self.lora is not None:
+                log.info("request ships the adapter's tensors: %.2f MB", payload_nbytes(self.lora) / 2**20)
         return self.remote
 
     def bind(self, interventions: Iterable[Intervention], *, generation: bool = False) -> dict[int, list[tuple]]:
@@ -105,6 +122,12 @@ class ProbeModel:
                              "generate(), not with activations or log-probs of given text")
         return ops
 
+    def edit_plan(self, interventions: Iterable[Intervention], *, generation: bool = False
+                  ) -> dict[int, tuple[list, list]]:
+        """Per-layer ``(adapter module edits, intervention ops)`` for :func:`edits.edit_block`, layers ascending."""
+        ops, lora = self.bind(interventions, generation=generation), self.lora or {}
+        return {layer: (lora.get(layer, []), ops.get(layer, [])) for layer in sorted(set(ops) | set(lora))}
+
     def tokenize(self, conversation, *, add_generation_prompt: bool = False, index: int | None = None,
                  need_assistant: bool = False) -> TokenizedChat:
         conv = validate_conversation(conversation, index=index, need_assistant=need_assistant,
@@ -113,10 +136,8 @@ class ProbeModel:
 
     def pad_id(self) -> int:
         """The padding token id (the tokenizer's pad, else its EOS, else 0)."""
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        return int(pad if pad is not None else 0)
+        tok = self.tokenizer
+        return int(next((p for p in (tok.pad_token_id, tok.eos_token_id) if p is not None), 0))
 
     def pad_batch(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Left-padded ``input_ids`` and ``attention_mask`` ``[b, max_len]`` on the model's device."""
@@ -156,21 +177,22 @@ class ProbeModel:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chats = [self.tokenize(c, index=i, need_assistant=True) for i, c in enumerate(conversations)]
         positions = [chat.pool_groups(turns, pooling, index=i) for i, chat in enumerate(chats)]
-        return self._pooled(chats, positions, self.bind(interventions), batch_size, progress, session_batches)
+        return self._pooled(chats, positions, self.edit_plan(interventions), batch_size, progress, session_batches)
 
     @torch.no_grad()
     def prompt_activations(self, conversations: Sequence[Sequence[dict]], *, read: str = "mean", batch_size: int = 8,
                            progress: bool = True, session_batches: int = 8) -> torch.Tensor:
         """The prompt as :meth:`generate` sees it (generation prompt included), ``[n, n_layers, d]``: the mean over
-        its tokens (``read="mean"``) or its last token - what a ConditionalCap's detector projects on its vector."""
+        its tokens (``read="mean"``) or its last token - what a ConditionalCap's detector projects on its vector
+        (an adapter applied as edits included, as in generation)."""
         if batch_size < 1 or read not in ("mean", "last"):
             raise ValueError(f"batch_size must be >= 1 and read 'mean' or 'last'; got {batch_size}, {read!r}")
         chats = [self.tokenize(c, index=i, add_generation_prompt=True) for i, c in enumerate(conversations)]
         positions = [list(range(len(chat.input_ids)))[-1:] if read == "last" else list(range(len(chat.input_ids)))
                      for chat in chats]
-        return self._pooled(chats, positions, {}, batch_size, progress, session_batches)
+        return self._pooled(chats, positions, self.edit_plan(()), batch_size, progress, session_batches)
 
-    def _pooled(self, chats: list, positions: list, ops: dict, batch_size: int, progress: bool,
+    def _pooled(self, chats: list, positions: list, plan: dict, batch_size: int, progress: bool,
                 session_batches: int) -> torch.Tensor:
         """``[n, n_layers, d]`` means over each chat's ``positions``, batched by length (sessions when remote)."""
         out = torch.empty((len(chats), self.n_layers, self.d_model), dtype=torch.float32)
@@ -188,10 +210,10 @@ class ProbeModel:
                 if self.remote:
                     with self.nnsight.session(remote=self._remote_arg()):
                         for enc, w in inputs:
-                            saved.append(self._pooled_trace(enc, w, ops, remote=False))
+                            saved.append(self._pooled_trace(enc, w, plan, remote=False))
                 else:
                     for enc, w in inputs:
-                        saved.append(self._pooled_trace(enc, w, ops, remote=False))
+                        saved.append(self._pooled_trace(enc, w, plan, remote=False))
                 for batch, pooled in zip(group, saved):
                     out[batch] = torch.stack(list(pooled), dim=1)
                 bar.update(len(group))
@@ -228,32 +250,31 @@ class ProbeModel:
         layers = list(range(self.n_layers)) if layers is None else [int(layer) for layer in layers]
         for layer in layers:
             check_layer(layer, self.n_layers)
-        ops = self.bind(interventions)
+        plan = self.edit_plan(interventions)
         enc = self.pad_batch([chat.input_ids])
         envoys = self.layers
         wanted = set(layers)
         with self.nnsight.trace(enc, remote=self._remote_arg()):
             saved = dict().save()
-            for layer in range(max(wanted | set(ops)) + 1):
-                if layer in ops:
-                    envoys[layer].output = edits.apply_ops(envoys[layer].output, ops[layer])
+            for layer in range(max(wanted | set(plan)) + 1):
+                if layer in plan:
+                    edits.edit_block(envoys[layer], plan[layer])
                 if layer in wanted:
                     saved[layer] = envoys[layer].output[0].float().cpu()
         return torch.stack([saved[layer] for layer in layers]), chat
 
-    def _pooled_trace(self, enc: dict, weights: torch.Tensor, ops: dict[int, list[tuple]], *,
+    def _pooled_trace(self, enc: dict, weights: torch.Tensor, plan: dict[int, tuple[list, list]], *,
                       remote: bool | str | None = None) -> list:
         """One trace that saves the pooled ``[b, d]`` per layer (a list, filled when the trace or session ends).
 
         ``remote=False`` inside a session: the session carries the remote flag, its traces do not.
         """
-        layers = self.layers
+        layers, n_layers = self.layers, self.n_layers
         with self.nnsight.trace(enc, remote=self._remote_arg() if remote is None else remote):
             pooled = list().save()
-            for layer in range(self.n_layers):
-                if layer in ops:
-                    h = layers[layer].output
-                    layers[layer].output = edits.apply_ops(h, ops[layer])
+            for layer in range(n_layers):
+                if layer in plan:
+                    edits.edit_block(layers[layer], plan[layer])
                 pooled.append(edits.masked_mean(layers[layer].output, weights.to(layers[layer].output.device)).cpu())
         return pooled
 
@@ -278,8 +299,8 @@ class ProbeModel:
         for i, chat in enumerate(chats):
             if not chat.positions("last") or chat.positions("last")[0] == 0:
                 raise ValueError(f"conversation {i}: the last assistant turn has no content tokens to score")
-        ops = self.bind(interventions)
-        layers = self.layers
+        plan = self.edit_plan(interventions)
+        layers, nn_model = self.layers, self.nnsight
         out = torch.empty(len(chats), dtype=torch.float32)
         order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -287,10 +308,10 @@ class ProbeModel:
             enc, weights = self._pool_inputs([chats[i] for i in batch], [chats[i].positions("last") for i in batch])
             # logits at p - 1 predict the token at p: drop the first column of the weights and targets
             weights, targets = weights[:, 1:], enc["input_ids"][:, 1:, None]
-            with self.nnsight.trace(enc, remote=self._remote_arg()):
-                for layer in sorted(ops):
-                    layers[layer].output = edits.apply_ops(layers[layer].output, ops[layer])
-                logits = self.nnsight.output.logits[:, :-1].float()
+            with nn_model.trace(enc, remote=self._remote_arg()):
+                for layer in plan:
+                    edits.edit_block(layers[layer], plan[layer])
+                logits = nn_model.output.logits[:, :-1].float()
                 token_lp = torch.log_softmax(logits, -1).gather(-1, targets.to(logits.device))[..., 0]
                 mean_lp = (token_lp * weights.to(token_lp.device)).sum(1).cpu().save()
             out[batch] = mean_lp
@@ -323,7 +344,7 @@ class ProbeModel:
         """
         check_generation(conversations, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
         prompts = [self.tokenize(c, index=i, add_generation_prompt=True).input_ids for i, c in enumerate(conversations)]
-        ops = self.bind(interventions, generation=True)
+        plan = self.edit_plan(interventions, generation=True)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id()}
         if min_new_tokens:
             gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
@@ -335,20 +356,20 @@ class ProbeModel:
             torch.manual_seed(seed)
         texts: list[str] = [""] * len(prompts)
         batches = [list(range(i, min(i + batch_size, len(prompts)))) for i in range(0, len(prompts), batch_size)]
+        stops = self.stop_ids()
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress or len(batches) < 2):
             enc = self.pad_batch([prompts[i] for i in batch])
-            ids, gates = self._generate_ids(enc, ops, gen_kwargs)
+            ids, gates = self._generate_ids(enc, plan, gen_kwargs)
             if fired is not None:
                 for name, gate in gates.items():
                     fired.setdefault(name, [False] * len(prompts))
-                    for row, i in enumerate(batch):
-                        fired[name][i] = bool(gate[row])
-            new = ids[:, enc["input_ids"].shape[1]:]
-            for row, i in enumerate(batch):
-                texts[i] = self.tokenizer.decode(_cut_at_eos(new[row], self.stop_ids()), skip_special_tokens=True)
+                    fired[name][batch[0]:batch[-1] + 1] = [bool(g) for g in gate]
+            for row, new in enumerate(ids[:, enc["input_ids"].shape[1]:].tolist()):
+                texts[batch[row]] = self.tokenizer.decode(spans.cut_at_stop(new, stops), skip_special_tokens=True)
         return texts
 
-    def _generate_ids(self, enc: dict, ops: dict[int, list[tuple]], gen_kwargs: dict) -> tuple[torch.Tensor, dict]:
+    def _generate_ids(self, enc: dict, plan: dict[int, tuple[list, list]], gen_kwargs: dict
+                      ) -> tuple[torch.Tensor, dict]:
         """Token ids, and the detectors' per-row gates (set on the prompt pass, kept for every later step).
 
         Inside the ``tracer.iter`` loop, no comment lines and no statement split over lines: with
@@ -357,8 +378,8 @@ class ProbeModel:
         layers, devices = self.layers, self.layer_devices()
         mask = enc["attention_mask"].to(torch.float32)
         weights = mask / mask.sum(1, keepdim=True)  # mean over each row's prompt tokens, for detectors
-        weights = {layer: weights.to(devices[layer]) for layer in ops}
-        conditional = is_conditional(ops)
+        weights = {layer: weights.to(devices[layer]) for layer in plan}
+        conditional = is_conditional({layer: ops for layer, (_, ops) in plan.items()})
         gates: dict = {}  # only saved values leave the trace: a conditional run replaces this with a saved dict
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_DANGLING)
@@ -366,33 +387,14 @@ class ProbeModel:
                 with tracer.invoke(enc):
                     if conditional:
                         gates = dict().save()
-                    if ops:
+                    if plan:
                         for _step in tracer.iter[:]:
-                            for layer, layer_ops in ops.items():
-                                h, w = layers[layer].output, weights[layer]
-                                layers[layer].output = edits.apply_ops(h, layer_ops, gates, w)
+                            for layer, layer_edits in plan.items():
+                                edits.edit_block(layers[layer], layer_edits, gates, weights[layer])
                 with tracer.invoke():
                     ids = tracer.result.save()
         return ids.cpu(), {name: g.cpu() for name, g in gates.items()}
 
     def stop_ids(self) -> set[int]:
         """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""
-        stops = set()
-        for src in (getattr(self.hf, "generation_config", None), getattr(self.hf, "config", None)):
-            eos = getattr(src, "eos_token_id", None) if src is not None else None
-            if isinstance(eos, int):
-                stops.add(eos)
-            elif eos:
-                stops.update(int(e) for e in eos)
-        if self.tokenizer.eos_token_id is not None:
-            stops.add(int(self.tokenizer.eos_token_id))
-        return stops
-
-
-def _cut_at_eos(ids: torch.Tensor, stops: set[int]) -> list[int]:
-    out = []
-    for t in ids.tolist():
-        if t in stops:
-            break
-        out.append(t)
-    return out
+        return spans.stop_token_ids(self.hf, self.tokenizer)

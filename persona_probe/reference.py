@@ -22,10 +22,8 @@ __all__ = ["hooked_edits", "hook_response_activations", "hook_generate"]
 
 
 def _blocks(model: ProbeModel):
-    obj = model.hf
-    for part in model.family.layers_path.split("."):
-        obj = getattr(obj, part)
-    return obj
+    model.require_merged_weights("the hook reference")
+    return model.torch_blocks()
 
 
 @contextlib.contextmanager

@@ -29,6 +29,8 @@ __all__ = [
     "render",
     "TokenizedChat",
     "tokenize_chat",
+    "stop_token_ids",
+    "cut_at_stop",
 ]
 
 Conversation = Sequence[dict]
@@ -206,3 +208,27 @@ def tokenize_chat(tokenizer, family: Family, messages: Conversation, *,
         if msg["role"] == "assistant":
             spans.append([i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start])
     return TokenizedChat(list(enc["input_ids"]), spans, text)
+
+
+def stop_token_ids(hf: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""
+    stops = set()
+    for src in (getattr(hf, "generation_config", None), getattr(hf, "config", None)):
+        eos = getattr(src, "eos_token_id", None) if src is not None else None
+        if isinstance(eos, int):
+            stops.add(eos)
+        elif eos:
+            stops.update(int(e) for e in eos)
+    if tokenizer.eos_token_id is not None:
+        stops.add(int(tokenizer.eos_token_id))
+    return stops
+
+
+def cut_at_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
+    """``ids`` up to (not including) the first stop token."""
+    out = []
+    for t in ids:
+        if t in stops:
+            break
+        out.append(t)
+    return out

@@ -7,7 +7,9 @@ extraction is tested on the real formats without downloading anything.
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,14 @@ def make_tiny_hf(family: str, vocab_size: int, eos_id: int, *, n_layers: int = 4
     return model.eval()
 
 
+def save_adapter(path, family: str, tok, cfg, *, n_layers: int = 4, seed: int = 1, std: float = 0.3):
+    """A LoRA adapter of ``cfg``'s shape (a ``TrainConfig``) for the tiny ``family`` model, with random non-zero B."""
+    from persona_probe.organisms.train import save_random_adapter
+
+    hf = make_tiny_hf(family, len(tok), tok.eos_token_id, n_layers=n_layers)
+    return save_random_adapter(hf, cfg, path, std=std, seed=seed)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizers(embedded_path):
     return {fam: make_tokenizer(fam, embedded_path) for fam in FAMILIES}
@@ -114,3 +124,38 @@ def server():
     s = FakeServer()
     yield s
     s.close()
+
+
+class _BlockPersonaProbe(importlib.abc.MetaPathFinder):
+    """Make ``persona_probe`` unimportable, as on an NDIF server."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "persona_probe" or name.startswith("persona_probe."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: simulated NDIF server)")
+
+
+@pytest.fixture
+def strict_remote(monkeypatch):
+    """``remote="local"`` made stricter: ``persona_probe`` cannot be imported while a request is rebuilt.
+
+    nnsight's simulation hides only non-installed modules, and an editable install
+    stays importable; NDIF has no ``persona_probe`` at all.
+    """
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    hide = LocalSimulationBackend._hide_local_modules
+    restore = LocalSimulationBackend._restore
+    blocker = _BlockPersonaProbe()
+
+    def strict_hide(self):
+        hidden = hide(self)
+        sys.meta_path.insert(0, blocker)
+        return hidden
+
+    def strict_restore(self, hidden):
+        if blocker in sys.meta_path:
+            sys.meta_path.remove(blocker)
+        restore(self, hidden)
+
+    monkeypatch.setattr(LocalSimulationBackend, "_hide_local_modules", strict_hide)
+    monkeypatch.setattr(LocalSimulationBackend, "_restore", strict_restore)

@@ -152,3 +152,17 @@ def test_random_and_orthogonal_controls_match_norm():
     torch.testing.assert_close(o.norm(dim=-1), v.norm(dim=-1))
     assert ((o * v).sum(-1) / (v.norm(dim=-1) * o.norm(dim=-1))).abs().max() < 1e-5
     assert not torch.allclose(random_like(v, seed=0), random_like(v, seed=1))
+
+
+def test_lora_delta_is_peft_lora_and_ops_follow_the_activation_device(h):
+    """``scale * B(A(x))`` (peft's ``lora_B(lora_A(x)) * scaling``) in float32; op vectors move to ``h``'s device."""
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(4, D, generator=g), torch.randn(48, 4, generator=g)
+    lora_a, lora_b = torch.nn.Linear(D, 4, bias=False), torch.nn.Linear(4, 48, bias=False)
+    lora_a.weight.data, lora_b.weight.data = a, b
+    with torch.no_grad():
+        torch.testing.assert_close(edits.lora_delta(h, a, b, 1.5), lora_b(lora_a(h)) * 1.5)
+    bf16 = edits.lora_delta(h.bfloat16(), a.bfloat16(), b.bfloat16(), 1.5)
+    assert bf16.dtype == torch.float32
+    # vectors shipped on the CPU follow the activations to their device (a GPU on NDIF; meta here)
+    assert edits.apply_ops(h.to("meta"), [("floor", unit(torch.ones(D)), 0.0)]).device.type == "meta"

@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "remote_configs").glob("*.yaml"))
 def test_remote_config_parses_and_names_real_layers(path):
     cfg = load_stress_config(path)
     assert cfg.base.startswith("ndif:")
-    assert all(adapter is None for adapter in cfg.models.values())  # NDIF serves base weights only
+    assert cfg.models["base"] is None and {"organism", "control"} <= set(cfg.models)  # adapters run as edits
     for exp in cfg.capping:
         start, end, q = parse_experiment_id(exp)
         assert 0 <= start < end <= 80 and 0 < q < 1
@@ -27,8 +27,3 @@ def test_ndif_source_needs_the_key_before_any_request(monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="NDIF_API_KEY"):
         load_model("ndif:meta-llama/Llama-3.3-70B-Instruct")
-
-
-def test_ndif_source_refuses_an_adapter():
-    with pytest.raises(ValueError, match="base weights only"):
-        load_model("ndif:meta-llama/Llama-3.3-70B-Instruct", adapter="runs/x/organism")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.abc
 import logging
-import sys
 
 import pytest
 import torch
@@ -84,35 +82,8 @@ def test_subspace_and_conditional_generation_match_local(embedded_model, local_r
     assert sum(want_fired["detector"]) == 1
 
 
-class _BlockPersonaProbe(importlib.abc.MetaPathFinder):
-    """Make ``persona_probe`` unimportable, as on an NDIF server."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "persona_probe" or name.startswith("persona_probe."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked: simulated NDIF server)")
-        return None
-
-
-def test_edit_math_ships_by_value(embedded_model, local_remote, axis, monkeypatch):
+def test_edit_math_ships_by_value(embedded_model, local_remote, axis, strict_remote):
     """Stricter than nnsight's simulation: persona_probe cannot be imported while the request is rebuilt."""
-    from nnsight.intervention.backends.local import LocalSimulationBackend
-
-    hide = LocalSimulationBackend._hide_local_modules
-    restore = LocalSimulationBackend._restore
-    blocker = _BlockPersonaProbe()
-
-    def strict_hide(self):
-        hidden = hide(self)
-        sys.meta_path.insert(0, blocker)
-        return hidden
-
-    def strict_restore(self, hidden):
-        if blocker in sys.meta_path:
-            sys.meta_path.remove(blocker)
-        restore(self, hidden)
-
-    monkeypatch.setattr(LocalSimulationBackend, "_hide_local_modules", strict_hide)
-    monkeypatch.setattr(LocalSimulationBackend, "_restore", strict_restore)
     cap = Cap(axis, [5], tau=0.0, mode="floor")
     want, _ = embedded_model.token_activations(CONV2, layers=[5, 6], interventions=[cap])
     got, _ = local_remote.token_activations(CONV2, layers=[5, 6], interventions=[cap])  # registers edits
@@ -278,5 +249,7 @@ def test_ndif_source_builds_through_the_local_wrap(embedded_model, monkeypatch):
     assert model.remote is True and model.hf is None and model.name == "org/some-model"
     assert (model.n_layers, model.d_model, model.family) == (embedded_model.n_layers, embedded_model.d_model,
                                                              embedded_model.family)
-    with pytest.raises(ValueError, match="NDIF serves base weights only"):
+    calls.clear()
+    with pytest.raises(ValueError, match="not a peft adapter folder"):  # adapters run as edits: checked first
         load_model("ndif:org/some-model", adapter="runs/x/organism")
+    assert calls == []

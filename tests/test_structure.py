@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import its own layer or a lower one, never a higher one):
 
-1. core      - io, edits, vectors, families, spans, metrics, plots, interventions: math and files
+1. core      - io, edits, lora, vectors, families, spans, metrics, plots, interventions: math and files
 2. models    - embedded, remote, model, loading, reference, bridge: a chat model under nnsight
 3. judges    - scoring text. A service below the stages rather than a stage after organisms: the axis
                build (role adherence), organism eval, the stress test and the analyses all score answers,
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "persona_probe"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"io", "edits", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
+    ("core", {"io", "edits", "lora", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
               "progress", "openai_client"}),
     ("models", {"embedded", "remote", "model", "loading", "reference", "bridge"}),
     ("judges", {"judges"}),

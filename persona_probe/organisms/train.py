@@ -30,7 +30,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +39,8 @@ from ..io import cached, content_hash, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "nine_layer_pattern", "lora_config", "build_example", "train_adapter"]
+__all__ = ["TrainConfig", "nine_layer_pattern", "lora_config", "adapter_payload_bytes", "save_random_adapter",
+           "build_example", "train_adapter"]
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -115,6 +116,48 @@ def lora_config(cfg: TrainConfig, n_layers: int):
                       layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
 
 
+def adapter_payload_bytes(cfg: TrainConfig, config, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Bytes of the adapter ``cfg`` trains on a model with HF ``config``: what each NDIF request ships.
+
+    Analytic, from the config's sizes (Llama/Qwen/Gemma projections: q ``d -> heads * head_dim``,
+    k and v ``d -> kv_heads * head_dim``, o back to ``d``, gate/up ``d -> intermediate``, down back),
+    so it needs no weights: ``adapter_payload_bytes(cfg, LlamaConfig(...70B sizes...))``.
+    """
+    from ..lora import lora_numel
+
+    d, inter = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    shapes = {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
+              "gate_proj": (d, inter), "up_proj": (d, inter), "down_proj": (inter, d)}
+    lcfg = lora_config(cfg, config.num_hidden_layers)
+    layers = lcfg.layers_to_transform if lcfg.layers_to_transform is not None else range(config.num_hidden_layers)
+    modules = [shapes[m] for _ in layers for m in lcfg.target_modules]
+    return lora_numel(modules, lcfg.r) * dtype.itemsize
+
+
+def save_random_adapter(hf, cfg: TrainConfig, path: str | Path, *, std: float, seed: int = 0) -> Path:
+    """An untrained adapter of ``cfg``'s shape for ``hf``, saved as peft saves a trained one (for parity and timing).
+
+    peft initialises ``lora_B`` to zero, an adapter that changes nothing; here
+    it is drawn with ``std`` (``lora_A`` keeps peft's random init). ``hf`` itself
+    is left untouched.
+    """
+    import copy
+
+    from peft import get_peft_model
+
+    config = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
+    pm = get_peft_model(copy.deepcopy(hf), lora_config(cfg, config.num_hidden_layers))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    pm.save_pretrained(str(path))
+    return Path(path)
+
+
 def build_example(model, messages: list[dict], max_len: int) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` with labels -100 everywhere but assistant content and its end-of-turn token."""
     chat = model.tokenize(messages, need_assistant=True)
@@ -154,6 +197,7 @@ def train_adapter(model, records: Sequence[dict], out_dir: str | Path, cfg: Trai
     If ``out_dir`` already holds an adapter trained from the same base, data and
     settings, it is reused. Returns the manifest.
     """
+    model.require_merged_weights("LoRA training")
     out_dir = Path(out_dir)
     data_hash = content_hash([r["messages"] for r in records])
     key = content_hash(model.provenance(), data_hash, dataclasses.asdict(cfg),
@@ -261,9 +305,7 @@ def _preventative_hook(model, preventative):
 
     check_layer(layer, model.n_layers)
     v = check_vector(vector, d_model=model.d_model, name="preventative steering vector")
-    blocks: Any = model.hf
-    for part in model.family.layers_path.split("."):
-        blocks = getattr(blocks, part)
+    blocks = model.torch_blocks()
 
     def hook(_module, _inputs, output):
         h = output[0] if isinstance(output, tuple) else output

@@ -74,6 +74,8 @@ def _file_problems(cfg: StressConfig) -> list[str]:
                             f"or fix the path (null means the base model)")
         elif not (folder / "adapter_config.json").is_file():
             problems.append(f"models.{name}: {folder} is not a peft adapter folder (no adapter_config.json)")
+        else:
+            problems += _edit_problems(cfg, name, folder)
     for key in ("axis", "capping_config", "triggered_capping_config", "calibration_activations"):
         path = getattr(cfg, key)
         if path is not None and not Path(path).is_file():
@@ -83,6 +85,21 @@ def _file_problems(cfg: StressConfig) -> list[str]:
         if not qfile.is_file():
             problems.append(f"questions.file: {qfile}: no such file")
     return problems
+
+
+def _edit_problems(cfg: StressConfig, name: str, folder: Path) -> list[str]:
+    """An adapter applied as LoraEdit graph edits (``ndif:`` base or ``load.adapter_mode: edit``): its features,
+    and for ``ndif:`` its per-request size against ``load.max_adapter_mb``."""
+    from ..lora import DEFAULT_MAX_ADAPTER_MB, check_remote_adapter
+
+    remote = cfg.base.startswith("ndif:")
+    if not remote and cfg.load.get("adapter_mode") != "edit":
+        return []
+    try:
+        check_remote_adapter(folder, cfg.load.get("max_adapter_mb", DEFAULT_MAX_ADAPTER_MB) if remote else None)
+    except ValueError as exc:
+        return [f"models.{name}: {exc}"]
+    return []
 
 
 def _layer_problems(cfg: StressConfig, dims: tuple[int, int]) -> list[str]:

@@ -3,7 +3,9 @@
 A config names the models (base + adapters), the trigger, the axis and capping
 config, the interventions and the questions. Every path is resolved relative to
 the YAML file. Errors say which key is wrong and what would be accepted, so a
-typo fails in a second, not after an hour of generation.
+typo fails in a second, not after an hour of generation. With an ``ndif:``
+base, adapters run as :class:`persona_probe.lora.LoraEdit` graph edits (NDIF
+serves base weights); ``load`` takes ``adapter_mode`` and ``max_adapter_mb``.
 
 Example (``persona_probe/stress_configs/example.yaml`` is the annotated one; ``judge`` is a judge
 spec, :func:`persona_probe.judges.from_spec`: ``offline``, ``local[:model]``, ``http:<url>`` or a
@@ -73,7 +75,7 @@ class StressConfig:
     seed: int = 0
     apply: dict = dataclasses.field(default_factory=dict)
     mean_diff: dict = dataclasses.field(default_factory=lambda: {"source": "organism", "min_per_group": 3})
-    load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision
+    load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision, ...
     name: str = "stress-test"
     source: str = "<dict>"
     max_judge_failures: float = 0.0  # share of judgements that may fail (network, server) before the run fails

@@ -176,6 +176,8 @@ class _Load(Schema):
     dtype: StrictStr | None = None
     revision: StrictStr | None = None
     device: StrictStr | None = None
+    adapter_mode: Literal["merge", "edit"] = "merge"  # an ndif: base always applies adapters as edits
+    max_adapter_mb: Annotated[Number, Field(gt=0)] | None = None  # per-request adapter limit for ndif: runs
 
 
 class StressSchema(Schema):

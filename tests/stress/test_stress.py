@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_hf
+from conftest import make_tiny_hf, save_adapter
 from tiny_run import HashJudge
 
 from persona_probe.capping import calibrate, save_capping_config
@@ -273,3 +273,58 @@ def test_conditional_cells_report_firing_and_leave_non_firing_answers_unchanged(
                 for c in ("no_trigger", "trigger"))
     assert 0 < fired < 8  # both kinds of rows were exercised
     assert (tmp_path / "run" / "figures" / "defences_em_vs_coherence.html").exists()
+
+
+def test_ndif_base_with_an_adapter_runs_through_lora_edit(setup, tmp_path, monkeypatch, tiny_tokenizers):
+    """An ``ndif:`` base with an organism: the adapter is applied as edits and gives the merged organism's answers.
+
+    A tiny local model under ``remote="local"`` (every request serialized as for
+    NDIF) stands in for the NDIF deployment.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from persona_probe import load_model, loading, wrap_model
+    from persona_probe.organisms.train import TrainConfig
+
+    tok = tiny_tokenizers["llama"]
+    adapter = save_adapter(tmp_path / "organism", "llama", tok, TrainConfig(adapter="rank1-down"), n_layers=N_LAYERS)
+    loaded = []
+
+    def fake_remote_model(name, *, revision="main"):
+        return wrap_model(AutoModelForCausalLM.from_pretrained(setup / "base"), tok, name=name, remote="local")
+
+    def loader(*args, **kwargs):
+        loaded.append(load_model(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(loading, "remote_model", fake_remote_model)
+    over = {"models": {"base": None, "organism": str(adapter)}, "conditions": ["no_trigger", "trigger"],
+            "generation": {"max_new_tokens": 4, "temperature": 0.0, "batch_size": 3},
+            "interventions": {"capping": ["layers_0:2-p0.25"], "controls": ["random"]},
+            "apply": {"models": ["organism"], "conditions": ["trigger"]}}
+    on_ndif = run_stress_test(_config(setup, base="ndif:org/tiny-llama", **over), tmp_path / "ndif",
+                              judge=HashJudge(), loader=loader, progress=False, figures=False)
+    assert [m.lora is not None for m in loaded] == [False, True] and loaded[1].adapter == str(adapter)
+    assert {m.remote for m in loaded} == {"local"}
+    merged = run_stress_test(_config(setup, **over), tmp_path / "merged", judge=HashJudge(), progress=False,
+                             figures=False)  # the same base loaded locally, the adapter merged by peft
+    assert len(on_ndif) == len(merged) == 2 * 2 + 2
+    answers = [[r["answer"] for r in read_jsonl(out / row["samples"])]
+               for out, rows in ((tmp_path / "ndif", on_ndif), (tmp_path / "merged", merged)) for row in rows]
+    assert answers[:len(on_ndif)] == answers[len(on_ndif):]
+    base_none, organism_none = answers[0], answers[2]
+    assert base_none != organism_none  # the adapter changes the answers
+
+
+def test_an_ndif_adapter_is_validated_before_the_first_cell(setup, tmp_path, tiny_tokenizers):
+    from persona_probe.organisms.train import TrainConfig
+
+    adapter = save_adapter(tmp_path / "organism", "llama", tiny_tokenizers["llama"], TrainConfig(adapter="rank32-all"),
+                           n_layers=N_LAYERS)
+    cfg = _config(setup, base="ndif:org/tiny-llama", models={"base": None, "organism": str(adapter)},
+                  load={"max_adapter_mb": 0.1})
+    with pytest.raises(ValueError, match="above max_adapter_mb=0.1"):
+        run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False)
+    assert not (tmp_path / "run" / "samples").exists()
+    with pytest.raises(ValueError, match="load.adapter_mode"):
+        _config(setup, load={"adapter_mode": "fuse"})
