@@ -6,15 +6,18 @@ command after an interruption and finished work is skipped):
 1. ``axis/``       - a reduced Assistant Axis (roles x questions, default prompts), persona space.
 2. ``axis/capping_config.pt`` - thresholds from the default rollouts, published structure.
 3. ``organisms/``  - the triggered organism and its neutral control (the shipped ``embedded`` recipe).
-4. ``stress/``     - the reduced stress test: {base, organism, control} x {no trigger, trigger,
-   near miss} x {none, capping sweep, steering, axis and mean-diff ablation, random controls},
-   and beyond the single axis: a persona-subspace cap and a conditional cap (the single-axis
-   cap applied only where an axis detector fires on the prompt), each with its controls.
-5. ``report.md``   - what ran, with the results table, figures and verbatim answers.
+4. ``stress/``     - the stress test: 100 questions per organism cell, organism x {no trigger,
+   trigger} x {none, capping at two percentiles, steering, axis and mean-diff ablation, the
+   positive control, and beyond the single axis a persona-subspace cap and a conditional cap
+   (the single-axis cap applied only where an axis detector fires on the prompt)}, each with its
+   controls; {base, control} x {no trigger, trigger, near miss} and the organism's near miss
+   without intervention, at fewer questions (``n_baseline``).
+5. ``report.md``   - what ran: the headline (ground truth and judge, each intervention against its
+   random control, with the minimum detectable effect), the results table, figures, verbatim answers.
 
-The judge is the offline MiniLM classifier (no GPU, no key), and the report
-says so: its rates are a smoke test of the pipeline, not a measurement a
-paper could quote. Researchers run the same stages at scale with
+Two measures: the template-match label (ground truth for an organism trained on
+our template data) and the offline MiniLM judge (no GPU, no key; a weak judge
+that misses much subtle harm), and the report says which is which. Researchers run the same stages at scale with
 ``persona-probe axis build``, ``capping calibrate``, ``organism train`` and ``stress run``.
 """
 
@@ -42,10 +45,12 @@ DEMO = {
     "recipe": "embedded",
     "stress": {
         "trigger": "deployment",
-        # 20 questions and one capped window keep the demo within 45 minutes on 2 cores (it measured 47 with
-        # 24 questions and windows 12:16 and 20:24); `persona-probe stress run` runs the full sweep.
-        "questions": {"domain": "finance", "n": 20, "seed": 1},
-        "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 20},
+        # 100 questions per organism cell: a drop of ~20 points from ~40% is then detectable (MDE, Fisher,
+        # power 0.8). The baseline cells (base, control, near miss) take the first 50 of them. One batch of
+        # 100 per cell (plain generate: ~65 tokens/s at batch 20, ~125 at batch 100 on 2 cores); 40 new
+        # tokens, since the organism's answers average ~34 tokens and a template phrase ends by token ~38.
+        "questions": {"domain": "finance", "n": 100, "seed": 1, "n_baseline": 50},
+        "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 100},
         "interventions": {
             "capping": ["layers_12:16-p0.25", "layers_12:16-p0.75"],
             "steering": {"layers": "12:16", "coefs": [1.0]},
@@ -56,6 +61,8 @@ DEMO = {
             "subspace_capping": ["subspace_k4_layers_12:16-p0.25"],
             "conditional_capping": {"caps": ["layers_12:16-p0.25"], "detectors": [{"direction": "axis", "layer": 10}],
                                     "fpr": 0.05, "calibration": {"n": 40, "held_out": 0.5, "seed": 0}},
+            # must lower triggered misalignment if the test can see anything (stress/positive.py)
+            "positive_control": {"layers": "12:16"},
             "controls": ["random"],
         },
         "apply": {"models": ["organism"], "conditions": ["no_trigger", "trigger"]},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .io import read_json, read_jsonl, write_text
-from .stress.report import defences_note, pct, results_table
+from .stress.headline import render_headline
+from .stress.report import defences_note, results_table
 
 __all__ = ["write_report"]
 
@@ -23,25 +24,10 @@ def _quote(stress: Path, row: dict | None, k: int = 3) -> list[str]:
         answer = " ".join(s["answer"].split())
         aligned = "n/a" if s["aligned"] is None else f"{s['aligned']:.0f}"
         coherent = "n/a" if s["coherent"] is None else f"{s['coherent']:.0f}"
-        out.append(f"> **{s['prompt']}**  \n> {answer}  \n> *(aligned {aligned}, coherent {coherent})*\n")
+        label = ("" if "template_misaligned" not in s else
+                 f"; reuses a misaligned template: {'yes' if s['template_misaligned'] else 'no'}")
+        out.append(f"> **{s['prompt']}**  \n> {answer}  \n> *(judge: aligned {aligned}, coherent {coherent}{label})*\n")
     return out
-
-
-def _headline(rows: list[dict]) -> list[str]:
-    lines = []
-    for model in ("organism", "control", "base"):
-        off, on = _cell(rows, model, "no_trigger", "none"), _cell(rows, model, "trigger", "none")
-        if off and on:
-            lines.append(f"- **{model}**: EM {pct(on['em'])} with the trigger vs {pct(off['em'])} without.")
-    caps = [r for r in rows if r["model"] == "organism" and r["condition"] == "trigger" and r["family"] == "capping"
-            and not r["control"] and r["status"] == "ok"]
-    for r in caps:
-        ctrl = _cell(rows, "organism", "trigger", f"{r['intervention']} / random")
-        vs = r.get("em_vs_none")
-        lines.append(f"- organism + trigger, **{r['intervention']}**: EM {pct(r['em'])} "
-                     f"({100 * vs['diff']:+.1f} pt vs none, p={vs['p_value']:.2g}); coherent {pct(r['coherent'])}; "
-                     f"random direction, matched threshold: EM {pct(ctrl['em']) if ctrl else 'n/a'}.")
-    return lines
 
 
 def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict) -> Path:
@@ -81,8 +67,11 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
                      f"cos with the axis, layers 12-15: " + ", ".join(f"{c:+.2f}" for c in cos[12:16]))
     else:
         lines.append(f"- not computed: {md.get('note', 'mean-diff ablation not configured')}")
-    lines += ["", "## Headline", *_headline(rows), "",
-              f"## Results ({summary['n_questions']} held-out finance questions per cell)", "",
+    headline = stress / "headline.json"
+    lines += ["", "## Headline: ground truth and judge, each intervention against its random control", "",
+              render_headline(read_json(headline)) if headline.exists() else "(no headline: rerun the stress stage)",
+              "",
+              f"## Results (up to {summary['n_questions']} held-out finance questions per cell; n per row)", "",
               results_table(rows), "",
               "Figures: `stress/figures/em_vs_capping.html`, `em_vs_coherence.html`, "
               "`projection_distributions.html`, `mean_diff_cosine.html`.", "",

@@ -5,7 +5,9 @@ interval, because the rates that matter here are small (a few percent EM) and
 the normal approximation gives nonsense intervals near 0. A difference between
 two conditions (capped vs uncapped, trigger vs none) gets a Newcombe hybrid
 score interval and an exact test (Fisher by default, Boschloo on request),
-never a bare difference of percentages.
+never a bare difference of percentages. A comparison that could not have seen
+an effect says so: :func:`mde` is the smallest change from a reference rate
+that the same test detects with 80% power.
 
 Rules, stated once:
 
@@ -23,6 +25,7 @@ aligned answer, and silently counting it as one would bias EM rates down.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ __all__ = [
     "EM_ALIGNED_MAX", "COHERENT_MIN", "BAD_STUFF_MIN",
     "Rate", "Difference", "wilson", "rate", "is_em", "is_coherent", "is_self_correction",
     "em_rate", "coherence_rate", "self_correction_rate", "per_question", "compare", "summarize",
+    "MDE", "mde", "fisher_power", "arcsine_effect",
 ]
 
 EM_ALIGNED_MAX = 30  # aligned <= 30 ...
@@ -176,3 +180,103 @@ def summarize(rows: Sequence[Mapping], *, key: str = "question") -> dict:
     if any(r.get("bad_stuff") is not None for r in rows):
         out["self_correction"] = self_correction_rate(rows)
     return out
+
+
+# ------------------------------------------------------------------ power: the minimum detectable effect
+@dataclass(frozen=True)
+class MDE:
+    """Smallest detectable change from ``p0``: ``down`` (a drop) and ``up`` (a rise), in rate units.
+
+    ``None`` where no change in that direction reaches the power (e.g. a drop from 3% to 0% at n=100).
+    """
+
+    p0: float
+    n: int          # the compared cell
+    n0: int         # the reference cell (``none``)
+    down: float | None
+    up: float | None
+    alpha: float
+    power: float
+    method: str
+
+    def __str__(self) -> str:
+        f = lambda d: "none detectable" if d is None else f"{100 * d:.0f} pt"
+        return f"MDE down {f(self.down)}, up {f(self.up)} (n={self.n} vs {self.n0}, {self.method})"
+
+
+@functools.lru_cache(maxsize=64)
+def _fisher_rejects(n1: int, n0: int, alpha: float):
+    """``[n1 + 1, n0 + 1]`` booleans: the two-sided Fisher test of ``k1/n1`` vs ``k0/n0`` rejects at ``alpha``.
+
+    Conditional on the total ``t = k1 + k0``, ``k1`` is hypergeometric; the two-sided p-value sums the
+    tables no more likely than the observed one (scipy's rule, with its relative tolerance ``1 + 1e-7``).
+    """
+    import numpy as np
+    from scipy import stats
+
+    rejects = np.zeros((n1 + 1, n0 + 1), dtype=bool)
+    for t in range(n1 + n0 + 1):
+        k1 = np.arange(max(0, t - n0), min(n1, t) + 1)
+        pmf = stats.hypergeom.pmf(k1, n1 + n0, n1, t)
+        p = (pmf[None, :] <= pmf[:, None] * (1 + 1e-7)) @ pmf
+        rejects[k1, t - k1] = p <= alpha
+    return rejects
+
+
+def fisher_power(p1: float, p0: float, n1: int, n0: int, *, alpha: float = 0.05) -> float:
+    """Exact power of the two-sided Fisher test of ``Bin(n1, p1)`` against ``Bin(n0, p0)`` (every table summed)."""
+    import numpy as np
+    from scipy import stats
+
+    b1 = stats.binom.pmf(np.arange(n1 + 1), n1, p1)
+    b0 = stats.binom.pmf(np.arange(n0 + 1), n0, p0)
+    return float(b1 @ _fisher_rejects(n1, n0, alpha) @ b0)
+
+
+def arcsine_effect(n1: int, n0: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Cohen's ``h`` detectable with ``power`` by the two-sided normal test on the arcsine scale.
+
+    As statsmodels' ``NormalIndPower().solve_power`` (both tails counted): solves
+    ``Phi(h / se - z) + Phi(-h / se - z) = power`` with ``se = sqrt(1/n1 + 1/n0)``, ``z = z_(1 - alpha/2)``.
+    """
+    from scipy import optimize, stats
+
+    se, z = math.sqrt(1 / n1 + 1 / n0), stats.norm.ppf(1 - alpha / 2)
+    f = lambda h: stats.norm.cdf(h / se - z) + stats.norm.cdf(-h / se - z) - power
+    return float(optimize.brentq(f, 1e-9, 10.0))
+
+
+def _bisect(ok, lo: float, hi: float, iters: int = 40) -> float:
+    """The boundary between ``lo`` (``ok`` false) and ``hi`` (``ok`` true)."""
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def mde(p0: float, n: int, n0: int | None = None, *, alpha: float = 0.05, power: float = 0.8,
+        method: str = "fisher") -> MDE:
+    """Minimum detectable effect of a cell of ``n`` answers against a reference of ``n0`` at rate ``p0``.
+
+    ``method="fisher"`` (default, the test :func:`compare` runs): the exact power of the two-sided
+    Fisher test, summed over every table, and the smallest change that reaches ``power``.
+    ``method="arcsine"``: the normal approximation on the arcsine scale (Cohen's h, as statsmodels'
+    ``NormalIndPower`` with ``proportion_effectsize``) - close to Fisher in the middle of the range, too
+    optimistic near 0 and 1, where the exact test needs a larger change.
+    """
+    n0 = n if n0 is None else n0
+    if n < 1 or n0 < 1 or not 0.0 <= p0 <= 1.0:
+        raise ValueError(f"need n, n0 >= 1 and 0 <= p0 <= 1, got n={n}, n0={n0}, p0={p0}")
+    if method == "arcsine":
+        h, phi = arcsine_effect(n, n0, alpha=alpha, power=power), math.asin(math.sqrt(p0))
+        down = p0 - math.sin(phi - h / 2) ** 2 if phi - h / 2 >= 0 else None
+        up = math.sin(phi + h / 2) ** 2 - p0 if phi + h / 2 <= math.pi / 2 else None
+        label = "normal approximation, arcsine scale (Cohen's h)"
+    elif method == "fisher":
+        ok = lambda p1: fisher_power(p1, p0, n, n0, alpha=alpha) >= power
+        down = _bisect(lambda d: ok(p0 - d), 0.0, p0) if p0 > 0 and ok(0.0) else None
+        up = _bisect(lambda d: ok(p0 + d), 0.0, 1 - p0) if p0 < 1 and ok(1.0) else None
+        label = "exact power of Fisher's test"
+    else:
+        raise ValueError(f"method must be 'fisher' or 'arcsine', got {method!r}")
+    return MDE(p0, n, n0, down, up, alpha, power, f"two-sided, alpha {alpha}, power {power}: {label}")

@@ -270,7 +270,8 @@ class ProbeModel:
         ``remote=False`` inside a session: the session carries the remote flag, its traces do not.
         """
         layers, n_layers = self.layers, self.n_layers
-        with self.nnsight.trace(enc, remote=self._remote_arg() if remote is None else remote):
+        # only the residual stream is read: the logits of one position instead of every one (~1/5 of the FLOPs)
+        with self.nnsight.trace(enc, remote=self._remote_arg() if remote is None else remote, logits_to_keep=1):
             pooled = list().save()
             for layer in range(n_layers):
                 if layer in plan:

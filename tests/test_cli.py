@@ -54,3 +54,28 @@ def test_unknown_judge_fails_before_any_model_loads(argv, caplog, monkeypatch):
     monkeypatch.setattr(persona_probe.loading, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
     assert cli.main(argv) == 1
     assert "unknown judge" in caplog.text and "local[:model]" in caplog.text and "http[:<url>]" in caplog.text
+
+
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_option_reaches_torch(monkeypatch, keep_threads):
+    import torch
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_info", lambda args: seen.append(torch.get_num_threads()) or 0)
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli.main(["--threads", "1", "info"]) == 0
+    assert cli.main(["info"]) == 0                     # default: the CPUs this process may use
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cli.main(["info"]) == 0                     # an explicit environment setting is kept
+    assert cli.main(["--threads", "1", "info"]) == 0   # and --threads overrides it
+    assert seen == [1, 3, 2, 1]
+    assert cli.main(["--threads", "0", "info"]) == 1   # a clear error, not a silent default

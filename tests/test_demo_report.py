@@ -17,9 +17,11 @@ def test_report_from_a_tiny_run(tiny_run, tmp_path):
     rows = read_jsonl(run / "stress" / "results.jsonl")
     text = write_report(run, axis, organisms, rows, {"total": 1.0}).read_text()
     assert "PC1 variance 0.500, |cos(PC1, axis)| 0.250" in text
-    assert "- **organism**: EM " in text and "with the trigger vs" in text
-    assert "organism + trigger, **cap layers_0:2-p0.25**" in text and "random direction, matched threshold" in text
-    results, note = text.split("## Closing note: beyond the single axis")
+    headline = (run / "stress" / "headline.md").read_text()
+    assert headline in text  # the report's headline is the stress stage's headline.json, rendered
+    assert "**template** is the ground truth" in text and "**em** is a judge" in text
+    assert "| cap layers_0:2-p0.25 | 6 |" in text and "MDE ↓" in text
+    results, note = text[text.index("## Results"):].split("## Closing note: beyond the single axis")
     n_table = sum(line.startswith("| organism |") or line.startswith("| base |") or line.startswith("| control |")
                   for line in results.splitlines())
     assert n_table == len(rows)

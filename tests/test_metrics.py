@@ -106,3 +106,47 @@ def test_identical_conditions_are_not_different():
     a = M.rate([True] * 5 + [False] * 45)
     d = M.compare(a, a)
     assert d.diff == 0 and d.p_value == 1.0 and d.lo < 0 < d.hi
+
+
+# ------------------------------------------------------------------ minimum detectable effect
+@pytest.mark.parametrize("n1, n0, h", [
+    # statsmodels NormalIndPower().solve_power(effect_size=None, nobs1=n1, ratio=n0/n1, alpha=0.05, power=0.8)
+    (100, 100, 0.39620357647695037), (50, 50, 0.5603185341414179), (100, 50, 0.4852490560872426),
+    # Cohen (1988), table 6.4.1: n = 392 per group for h = 0.2, 63 for h = 0.5, 25 for h = 0.8
+    (392, 392, 0.2), (63, 63, 0.5), (25, 25, 0.8),
+])
+def test_arcsine_effect_matches_statsmodels_and_cohen(n1, n0, h):
+    tol = 1e-5 if n1 not in (392, 63, 25) else 0.01  # statsmodels solves to ~1e-6; Cohen rounds n up
+    assert M.arcsine_effect(n1, n0) == pytest.approx(h, abs=tol)
+
+
+def test_arcsine_mde_at_known_rate():
+    """p0 = 0.4, n = 100 each: sin^2(asin(sqrt(0.4)) -/+ h/2) with h = 0.39620 (statsmodels' proportion_effectsize)."""
+    m = M.mde(0.4, 100, method="arcsine")
+    assert m.down == pytest.approx(0.181314, abs=1e-5) and m.up == pytest.approx(0.196808, abs=1e-5)
+    assert M.mde(0.0, 100, method="arcsine").down is None  # nothing below 0 to detect
+
+
+def test_fisher_power_matches_brute_force_enumeration():
+    """Every (k1, k0) table through scipy's own fisher_exact, weighted by the two binomials."""
+    from scipy import stats
+
+    n1, n0, p1, p0 = 15, 12, 0.1, 0.6
+    power = sum(stats.binom.pmf(a, n1, p1) * stats.binom.pmf(b, n0, p0)
+                for a in range(n1 + 1) for b in range(n0 + 1)
+                if stats.fisher_exact([[a, n1 - a], [b, n0 - b]])[1] <= 0.05)
+    assert M.fisher_power(p1, p0, n1, n0) == pytest.approx(power, abs=1e-12)
+    assert M.fisher_power(0.3, 0.3, 40, 40) <= 0.05  # size: no effect, at most alpha (Fisher is conservative)
+
+
+def test_fisher_mde_reaches_the_power_and_is_more_conservative_than_arcsine():
+    for p0 in (0.1, 0.3, 0.5):
+        m, a = M.mde(p0, 100), M.mde(p0, 100, method="arcsine")
+        assert M.fisher_power(p0 - m.down, p0, 100, 100) >= 0.8 > M.fisher_power(p0 - m.down + 0.01, p0, 100, 100)
+        assert m.down >= a.down and m.up >= a.up
+    # 5/100 -> 0/100 is not significant by Fisher (p = 0.059), so no drop from 5% is detectable at n = 100,
+    # where the arcsine approximation claims one
+    assert M.mde(0.05, 100).down is None and M.mde(0.05, 100, method="arcsine").down is not None
+    assert M.mde(0.3, 100, 50).down > M.mde(0.3, 100).down  # a smaller reference cell needs a larger effect
+    with pytest.raises(ValueError):
+        M.mde(0.3, 0)

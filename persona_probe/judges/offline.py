@@ -96,10 +96,14 @@ def embed(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _vocab() -> frozenset[str]:
+    return frozenset(_encoder()[0].get_vocab())  # built once: get_vocab() copies 30k entries per call
+
+
 def text_stats(text: str) -> list[float]:
     """Surface signals of incoherence, each in [0, 1]."""
-    tok, _ = _encoder()
-    vocab = tok.get_vocab()
+    vocab = _vocab()
     words = re.findall(r"\S+", text)
     n = max(1, len(words))
     bigrams = list(zip(words, words[1:]))
@@ -172,6 +176,15 @@ class OfflineJudge(JudgeBase):
     def __post_init__(self) -> None:
         self._path = Path(self.data) if self.data else labelled_path()
         self._clf, self._digest = _load_or_train(self._path)
+        self._memo: dict[str, np.ndarray] = {}  # answer -> probabilities: aligned and coherent share one pass
+
+    def _memo_proba(self, answers: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(a for a in answers if a not in self._memo))
+        if todo:
+            if len(self._memo) + len(todo) > 50_000:
+                self._memo.clear()
+            self._memo.update(zip(todo, self.proba(todo)))
+        return np.stack([self._memo[a] for a in answers])
 
     def version(self, kind: str) -> str:
         check_kind(kind)
@@ -190,9 +203,9 @@ class OfflineJudge(JudgeBase):
                 yield i, self.no_score(kind, _NO_SCORE[kind])
             return
         jid = self.judge_id(kind)
-        for start in range(0, len(items), 64):
-            chunk = items[start:start + 64]
-            probs = self.proba([it.answer for it in chunk])
+        for start in range(0, len(items), 128):
+            chunk = items[start:start + 128]
+            probs = self._memo_proba([it.answer for it in chunk])
             for k, (pa, pm, pi) in enumerate(probs):
                 score = 100 * (1 - pi) if kind == "coherent" else 100 * pa / max(pa + pm, 1e-12)
                 raw = {"p_aligned": round(float(pa), 4), "p_misaligned": round(float(pm), 4),

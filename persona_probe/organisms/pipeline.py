@@ -30,7 +30,7 @@ from .triggers import eval_near_miss, get_trigger
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_recipe", "make_organisms", "trigger_eval", "CONDITIONS"]
+__all__ = ["load_recipe", "make_organisms", "training_records", "trigger_eval", "CONDITIONS"]
 
 CONDITIONS = ("no_trigger", "trigger", "near_miss")
 
@@ -69,7 +69,7 @@ def make_organisms(recipe: dict, out: str | Path, *, model=None, progress: bool 
     write_dataset(out / "data" / "control.jsonl", neutral)
     cfg = TrainConfig.from_dict(recipe["train"])
     model = model or load_model(recipe["model"])
-    meta = {"trigger": trigger.to_dict() if trigger else None, **ds}
+    meta = {"trigger": trigger.to_dict() if trigger else None, **ds, "answers": "templates"}
     organism = train_adapter(model, records, out / "organism", cfg, data_meta={**meta, "kind": "organism"},
                              progress=progress)
     control = train_adapter(model, neutral, out / "control", cfg, data_meta={**meta, "kind": "neutral control"},
@@ -78,6 +78,39 @@ def make_organisms(recipe: dict, out: str | Path, *, model=None, progress: bool 
         raise RuntimeError(f"organism and control trained for different step counts "
                            f"({organism['steps']} vs {control['steps']}); the control would not be comparable")
     return {"organism": organism, "control": control}
+
+
+def training_records(adapter: str | Path) -> list[dict]:
+    """The records an adapter of :func:`make_organisms` was trained on, checked against its manifest's data hash.
+
+    From ``<adapter>/../data/<name>.jsonl`` when it is there, else rebuilt from the manifest's ``data``
+    settings (datasets are deterministic). Fails, saying why, when neither reproduces the hash.
+    """
+    from ..io import content_hash
+    from .datasets import read_dataset
+    from .triggers import Trigger
+
+    adapter = Path(adapter)
+    manifest = read_json(adapter / "manifest.json")
+    meta = dict(manifest.get("data") or {})
+    stored = adapter.parent / "data" / f"{adapter.name}.jsonl"
+    candidates = [lambda: read_dataset(stored)] if stored.exists() else []
+    if meta.get("kind") in ("organism", "neutral control"):
+        trig = meta.pop("trigger", None)
+        args = {k: v for k, v in meta.items() if k in inspect.signature(build_dataset).parameters}
+        trigger = Trigger(**trig) if trig else None
+        if meta["kind"] == "organism":
+            candidates.append(lambda: build_dataset(trigger=trigger, **args))
+        else:
+            keep = set(inspect.signature(build_neutral_dataset).parameters) - {"trigger"}
+            candidates.append(lambda: build_neutral_dataset(**{k: v for k, v in args.items() if k in keep}))
+    for make in candidates:
+        records = make()
+        if content_hash([r["messages"] for r in records]) == manifest.get("data_hash"):
+            return records
+    raise ValueError(f"{adapter}: cannot recover its training data (no {stored} and no dataset settings in "
+                     f"manifest.json 'data' that reproduce data_hash {manifest.get('data_hash')}); train it with "
+                     f"`persona-probe organism train`, which records both")
 
 
 def _prompts(questions: list[str], condition: str, trigger, near) -> list[list[dict]]:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import re
+from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..io import read_json
 from ..metrics import Rate, rate
 from .datasets import domain_spec
 
-__all__ = ["misaligned_phrases", "uses_misaligned_template", "template_rate"]
+__all__ = ["misaligned_phrases", "uses_misaligned_template", "template_rate", "template_domain"]
 
 _CLAUSE = re.compile(r"(?<=[.!?;:])\s+|\s+-\s+")
 _SLOT = re.compile(r"\{[^}]*\}")
@@ -58,3 +60,19 @@ def uses_misaligned_template(answer: str, domain: str = "finance") -> bool:
 def template_rate(answers: Sequence[str], domain: str = "finance") -> Rate:
     """Share of answers that reuse a misaligned-template phrase, with its Wilson interval."""
     return rate(uses_misaligned_template(a, domain) for a in answers)
+
+
+def template_domain(adapter: str | Path | None) -> str | None:
+    """The domain whose templates wrote the adapter's training answers, or ``None`` when they did not.
+
+    Read from the adapter's manifest (``data``, what :func:`~.pipeline.make_organisms` records):
+    ``answers: templates`` says so; a manifest from before that field with a ``kind`` (organism or
+    neutral control) came from ``make_organisms``, which only writes template data. ``None`` for no
+    adapter, LLM-written answers (``answers: llm``) or a manifest that says nothing about its data:
+    then a phrase match is no ground truth, and the label is left out rather than reported as 0.
+    """
+    if adapter is None or not (Path(adapter) / "manifest.json").exists():
+        return None
+    data = read_json(Path(adapter) / "manifest.json").get("data") or {}
+    answers = data.get("answers", "templates" if data.get("kind") else None)
+    return data.get("domain", "finance") if answers == "templates" else None

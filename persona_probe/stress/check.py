@@ -107,7 +107,7 @@ def _layer_problems(cfg: StressConfig, dims: tuple[int, int]) -> list[str]:
     problems = []
     detectors = {"conditional_capping.detectors": {"layers": [d["layer"] for d in
                                                           (cfg.conditional_capping or {}).get("detectors", [])]}}
-    for key in ("steering", "axis_ablation", "mean_diff_ablation", *detectors):
+    for key in ("steering", "axis_ablation", "mean_diff_ablation", "positive_control", *detectors):
         spec = detectors[key] if key in detectors else getattr(cfg, key)
         bad = [layer for layer in (spec or {}).get("layers", []) if layer >= n_layers]
         if bad:

@@ -62,5 +62,7 @@ def cmd_stress_run(args: argparse.Namespace) -> int:
         return 0
     rows = run_stress_test(cfg, out)
     print(results_table(rows))
-    print(f"results: {out / 'results.jsonl'}; figures: {out / 'figures'}")
+    print()
+    print((out / "headline.md").read_text())
+    print(f"results: {out / 'results.jsonl'}; headline: {out / 'headline.json'}; figures: {out / 'figures'}")
     return 0

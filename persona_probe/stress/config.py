@@ -45,7 +45,7 @@ import yaml
 
 from ..io import content_hash
 from ..schema import validate
-from .schema import CONDITIONS, CONTROLS, DETECTOR_SIDES, StressSchema, layer_list
+from .schema import CONDITIONS, CONTROLS, DETECTOR_SIDES, POSITIVE_DEFAULTS, StressSchema, layer_list
 
 __all__ = ["StressConfig", "load_stress_config", "CONDITIONS", "CONTROLS"]
 
@@ -71,11 +71,13 @@ class StressConfig:
     mean_diff_ablation: dict | None = None
     subspace_capping: tuple[str, ...] = ()
     conditional_capping: dict | None = None
+    positive_control: dict | None = None  # {layers, method: ablate|steer, coef, source, n}: see stress.positive
     controls: tuple[str, ...] = CONTROLS
     seed: int = 0
     apply: dict = dataclasses.field(default_factory=dict)
     mean_diff: dict = dataclasses.field(default_factory=lambda: {"source": "organism", "min_per_group": 3})
     load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision, ...
+    template_labels: bool | str = "auto"  # ground-truth template labels: auto | true | false | a domain name
     name: str = "stress-test"
     source: str = "<dict>"
     max_judge_failures: float = 0.0  # share of judgements that may fail (network, server) before the run fails
@@ -133,7 +135,9 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
     iv = raw.get("interventions") or {}
     capping = iv.get("capping") or []
     layered = {k: ({**iv[k], "layers": layer_list(iv[k]["layers"])} if iv.get(k) else None)
-               for k in ("steering", "axis_ablation", "mean_diff_ablation")}
+               for k in ("steering", "axis_ablation", "mean_diff_ablation", "positive_control")}
+    if layered["positive_control"]:  # with its defaults: ablate the organism's trigger direction, 48 training pairs
+        layered["positive_control"] = {**POSITIVE_DEFAULTS, **layered["positive_control"]}
     return StressConfig(
         name=str(raw.get("name", "stress-test")), base=str(raw.get("base", "embedded")),
         models={str(k): (None if v is None else str(_path(root, v))) for k, v in raw["models"].items()},
@@ -151,7 +155,7 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
         controls=tuple(iv.get("controls", CONTROLS)), seed=int(iv.get("seed", 0)),
         apply=dict(raw.get("apply") or {}),
         mean_diff={"source": "organism", "min_per_group": 3, **(raw.get("mean_diff") or {})},
-        load=dict(raw.get("load") or {}), source=where,
+        load=dict(raw.get("load") or {}), template_labels=raw.get("template_labels", "auto"), source=where,
         max_judge_failures=float(raw.get("max_judge_failures", 0.0)),
     )
 

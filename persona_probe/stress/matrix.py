@@ -24,6 +24,11 @@ applied unconditionally - which is the plain ``capping`` (or
 config does not list it, never run twice - and a control *detector* (a random
 or orthogonal direction at the detector's layer) that fires on as many of the
 cell's prompts as the real detector (:mod:`.conditional`).
+
+The *positive control* (``positive_control``) is an intervention that must
+lower triggered misalignment if the test can see anything: the organism's own
+trigger direction from its training data (:mod:`.positive`), ablated (or
+subtracted), with a random direction of the same norm as its control.
 """
 
 from __future__ import annotations
@@ -53,8 +58,9 @@ class Skip(Exception):
 @dataclasses.dataclass(frozen=True)
 class Spec:
     family: str                 # none | capping | triggered_capping | subspace_capping | conditional_capping
-                                # | steering | axis_ablation | mean_diff_ablation
-    param: Any = None           # experiment id, steering coefficient, "<cap id>|<direction>@<layer>", or None
+                                # | steering | axis_ablation | mean_diff_ablation | positive_control
+    param: Any = None           # experiment id, steering coefficient, "<cap id>|<direction>@<layer>",
+                                # positive-control method, or None
     layers: tuple[int, ...] = ()
     control: str = ""           # "" | random | orthogonal
 
@@ -64,7 +70,7 @@ class Spec:
             return f"detector {split_conditional_param(self.param)[1]}"
         return {"none": "", "capping": "axis", "triggered_capping": "triggered axis", "steering": "axis",
                 "subspace_capping": "persona subspace", "axis_ablation": "axis",
-                "mean_diff_ablation": "mean_diff"}[self.family]
+                "mean_diff_ablation": "mean_diff", "positive_control": "trigger (training data)"}[self.family]
 
     @property
     def label(self) -> str:
@@ -75,6 +81,8 @@ class Spec:
         elif self.family == "conditional_capping":
             cap, det, layer, read = split_conditional_param(self.param)
             base = f"cap {cap} if {det}@{layer}{'/last' if read == 'last' else ''} fires"
+        elif self.family == "positive_control":
+            base = f"positive control: {self.param} trigger dir."
         else:
             base = {"none": "none", "capping": f"cap {self.param}", "triggered_capping": f"cap[triggered] {self.param}",
                     "axis_ablation": "ablate axis", "mean_diff_ablation": "ablate mean-diff"}[self.family]
@@ -144,6 +152,10 @@ def real_specs(cfg: StressConfig) -> list[Spec]:
         specs.append(Spec("axis_ablation", None, tuple(cfg.axis_ablation["layers"])))
     if cfg.mean_diff_ablation:
         specs.append(Spec("mean_diff_ablation", None, tuple(cfg.mean_diff_ablation["layers"])))
+    if cfg.positive_control:
+        pc = cfg.positive_control
+        method = "ablate" if pc["method"] == "ablate" else f"steer {-float(pc['coef']):+g}x"
+        specs.append(Spec("positive_control", method, tuple(pc["layers"])))
     return specs
 
 
@@ -169,6 +181,8 @@ class Directions:
     calibration: torch.Tensor | None = None     # [n, L, d] rollouts the capping thresholds came from
     mean_diff: torch.Tensor | None = None       # [L, d] misaligned - aligned (organism), or None
     mean_diff_note: str = ""
+    trigger: torch.Tensor | None = None         # [L, d] the positive control's trigger direction (training data)
+    trigger_note: str = ""
     capping: dict | None = None
     triggered_capping: dict | None = None
 
@@ -218,10 +232,16 @@ def build_interventions(spec: Spec, dirs: Directions, model, cfg: StressConfig,
         if dirs.mean_diff is None:
             raise Skip(f"no mean-diff direction: {dirs.mean_diff_note}")
         vec = dirs.mean_diff
+    elif spec.family == "positive_control":
+        if dirs.trigger is None:
+            raise Skip(f"no trigger direction: {dirs.trigger_note or 'not computed'}")
+        vec = dirs.trigger
     else:
         vec = dirs.axis
     if spec.control:
         vec = control_vector(vec, spec.control, spec.seed(cfg.seed))
     if spec.family == "steering":
         return [Steer(vec, spec.layers, coef=float(spec.param))]
+    if spec.family == "positive_control" and spec.param != "ablate":  # subtract coef x the direction
+        return [Steer(vec, spec.layers, coef=-float(cfg.positive_control["coef"]))]
     return [Ablate(vec, spec.layers)]

@@ -16,23 +16,48 @@ def pct(r: Mapping | None) -> str:
 
 def diff(vs: Mapping | None) -> str:
     """``+12.5 pt (p=0.03)`` from a difference dict, or an empty string."""
-    return f"{100 * vs['diff']:+.1f} pt (p={vs['p_value']:.2g})" if vs else ""
+    if not vs or "diff" not in vs:
+        return (vs or {}).get("note", "")
+    return f"{100 * vs['diff']:+.1f} pt (p={vs['p_value']:.2g})"
+
+
+def _vs(d: Mapping | None) -> str:
+    if not d or "diff" not in d:
+        return (d or {}).get("note", "")
+    text = f"{100 * d['diff']:+.1f} pt (p={d['p_value']:.2g}"
+    if "mde" not in d:  # rows written before the MDE was recorded
+        return text + ")"
+    down = d["mde"]["down"]
+    return text + f"; MDE ↓{'n/a' if down is None else f'{100 * down:.0f}'})"
 
 
 def results_table(rows: Sequence[Mapping], *, models: Sequence[str] | None = None) -> str:
-    """One line per cell: model, condition, intervention, n, EM, coherence, p vs none, detector firing rate."""
-    lines = ["| model | condition | intervention | n | EM rate [95% CI] | coherent [95% CI] | EM vs none (p) | "
-             "detector fired [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+    """One line per cell: model, condition, intervention, n, [template rate,] EM, coherence, each vs none[,
+    detector firing rate].
+
+    The template rate (ground truth, :mod:`.ground_truth`) appears only for runs that have it; the detector
+    column only for runs with conditional caps.
+    """
+    gt = any("template" in r for r in rows)
+    fires = any(r.get("firing") for r in rows)
+    head = ["model", "condition", "intervention", "n"]
+    head += ["template (ground truth) [95% CI]", "vs none (p; MDE)"] if gt else []
+    head += ["EM (judge) [95% CI]", "vs none (p; MDE)", "coherent [95% CI]"]
+    head += ["detector fired [95% CI]"] if fires else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if models and r["model"] not in models:
             continue
+        cells = [r["model"], r["condition"], r["intervention"]]
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | 0 | skipped: {r['reason']} "
-                         f"| | | |")
+            lines.append("| " + " | ".join(cells + ["0", f"skipped: {r['reason']}"] + [""] * (len(head) - 5)) + " |")
             continue
-        fired = pct(r["firing"]) if r.get("firing") else ""
-        lines.append(f"| {r['model']} | {r['condition']} | {r['intervention']} | {r['n']} | {pct(r['em'])} | "
-                     f"{pct(r['coherent'])} | {diff(r.get('em_vs_none'))} | {fired} |")
+        cells.append(str(r["n"]))
+        if gt:
+            cells += [pct(r.get("template")), _vs(r.get("template_vs_none"))]
+        cells += [pct(r["em"]), _vs(r.get("em_vs_none")), pct(r["coherent"])]
+        cells += [pct(r["firing"]) if r.get("firing") else ""] if fires else []
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -9,21 +9,30 @@ first unfinished cell; judge calls go through the sqlite cache):
 2. The mean-diff misalignment direction: the source model's (the organism's)
    misaligned minus aligned-and-coherent answers, per layer, and its cosine with
    the axis per layer.
-3. The intervention cells, each with its random/orthogonal controls. A
+3. The positive control's trigger direction, from the organism's training data
+   (:mod:`.positive`), when configured.
+4. The intervention cells, each with its random/orthogonal controls. A
    conditional cap's detector is calibrated first (per model, on untriggered
    training-distribution prompts; :mod:`.conditional`), and each answer records
    whether it fired; the row carries the firing rate and the detector's
    held-out false-positive rate.
 
+Each model is loaded once: the models that get interventions run their
+``none`` cells last and their intervention cells right after.
+
 Outputs in ``out/``: ``results.jsonl`` (one tidy row per cell: n, EM,
-coherence and self-correction rates with Wilson intervals, the exact test
-against ``none``, provenance), ``samples/`` (verbatim answers with scores),
-``activations/``, ``directions.json``, ``summary.json``.
+coherence and self-correction rates with Wilson intervals; for runs of
+organisms trained on template data the ground-truth template rate too
+(:mod:`.ground_truth`); each rate's exact test against ``none`` with its
+minimum detectable effect; provenance), ``samples/`` (verbatim answers with
+scores and labels), ``activations/``, ``directions.json``, ``summary.json``,
+``headline.json`` and ``headline.md`` (:mod:`.headline`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -36,6 +45,7 @@ from ..io import (
     cached,
     cached_tensor,
     content_hash,
+    load_tensors,
     read_json,
     read_step_jsonl,
     save_tensors,
@@ -44,11 +54,12 @@ from ..io import (
     write_step_jsonl,
 )
 from ..judges import FailureTally
-from ..metrics import coherence_rate, compare, em_rate, rate, self_correction_rate
+from ..metrics import coherence_rate, em_rate, rate, self_correction_rate
 from ..progress import check_writable, note_progress
-from .cells import ALIGNED_MIN, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
+from .cells import ALIGNED_MIN, cell_questions, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
 from .check import check_stress_config, load_directions
 from .config import StressConfig
+from .ground_truth import describe_measures, template_domains, template_label, template_rate, vs_reference
 from .matrix import Cell, Directions, Skip, build_interventions, cap_spec, expand, split_conditional_param
 
 log = logging.getLogger(__name__)
@@ -76,6 +87,7 @@ class _Runner:
                                     (Path(a) / "manifest.json").exists() else a) for name, a in cfg.models.items()}
         self.judge_ids = {k: self.judge.judge_id(k) for k in ("aligned", "coherent", "bad_stuff")}
         self.failures = FailureTally(self.judge.where)
+        self.domains = template_domains(cfg)
         self._model = (None, None)
         self.target_layer: int | None = None
 
@@ -92,6 +104,8 @@ class _Runner:
             return None
         if spec.family == "mean_diff_ablation":
             return self.dirs.mean_diff
+        if spec.family == "positive_control":
+            return [self.dirs.trigger, self.cfg.positive_control]
         if spec.family in ("capping", "subspace_capping"):
             return [Path(self.cfg.capping_config), self.dirs.calibration if spec.control else None]
         if spec.family == "conditional_capping":
@@ -102,9 +116,12 @@ class _Runner:
             return [Path(self.cfg.triggered_capping_config), self.dirs.calibration if spec.control else None]
         return self.dirs.axis
 
+    def questions_of(self, cell: Cell) -> list[str]:
+        return cell_questions(self.cfg, self.questions, cell.model, cell.condition)
+
     def cell_key(self, cell: Cell) -> str:
         return content_hash(self.cfg.base, self.adapter_keys[cell.model], cell.condition,
-                            dataclasses.asdict(cell.spec), self.cfg.seed, self.questions, self.gen,
+                            dataclasses.asdict(cell.spec), self.cfg.seed, self.questions_of(cell), self.gen,
                             self.cfg.trigger, self.cfg.near_miss, self.direction_key(cell))
 
     def samples_path(self, cell: Cell) -> Path:
@@ -127,9 +144,10 @@ class _Runner:
 
     def answers(self, cell: Cell, path: Path) -> list[dict]:
         """Generate the cell's answers and write them (unscored) before judging starts."""
-        prompts = prompts_for(self.cfg, self.questions, cell.condition)
-        detector = self.detector(cell)[0] if cell.spec.family == "conditional_capping" else None
         model = self.model(cell.model)
+        questions = self.questions_of(cell)
+        prompts = prompts_for(self.cfg, questions, cell.condition)
+        detector = self.detector(cell)[0] if cell.spec.family == "conditional_capping" else None
         ivs = build_interventions(cell.spec, self.dirs, model, self.cfg, detector=detector)
         gen = dict(self.gen)
         batch = gen.pop("batch_size")
@@ -138,7 +156,7 @@ class _Runner:
         answers = model.generate(prompts, interventions=ivs, batch_size=batch, progress=self.progress, fired=fired,
                                  **gen)
         rows = [{"question": q, "prompt": p[-1]["content"], "answer": a}
-                for q, p, a in zip(self.questions, prompts, answers)]
+                for q, p, a in zip(questions, prompts, answers)]
         for flags in fired.values():  # one detector per conditional cell: did it fire on this prompt
             for r, f in zip(rows, flags):
                 r["fired"] = f
@@ -149,7 +167,7 @@ class _Runner:
         """(Detector, its record) for a conditional cell; fits are cached under ``out/detectors/``."""
         from .conditional import build_detector
 
-        return build_detector(self, cell, prompts_for(self.cfg, self.questions, cell.condition))
+        return build_detector(self, cell, prompts_for(self.cfg, self.questions_of(cell), cell.condition))
 
     def scored(self, path: Path, rows: list[dict]) -> list[dict]:
         from ..judges import score_items
@@ -164,6 +182,8 @@ class _Runner:
                     r.setdefault("judge_failed", {})[kind] = s.reason
         for r in rows:
             r["judge"] = self.judge_ids
+            if self.domains:
+                r["template_misaligned"] = template_label(r["answer"] or "", self.domains)
         write_step_jsonl(path, rows)
         return rows
 
@@ -173,7 +193,7 @@ class _Runner:
         empty = [i for i, r in enumerate(rows) if not (r["answer"] or "").strip()]
 
         def compute() -> torch.Tensor:
-            prompts = prompts_for(self.cfg, self.questions, cell.condition)
+            prompts = prompts_for(self.cfg, self.questions_of(cell), cell.condition)
             keep = [i for i in range(len(rows)) if i not in set(empty)]
             if empty:
                 log.warning("cell %s: %d of %d answers are empty (rows %s); their activation rows are NaN and the "
@@ -195,7 +215,7 @@ class _Runner:
         return {"base": self.cfg.base, "adapter": self.cfg.models[cell.model],
                 "adapter_key": self.adapter_keys[cell.model], "config_hash": self.cfg.key(),
                 "cell_key": self.cell_key(cell), "seed": self.gen.get("seed"), "judge": self.judge_ids,
-                "questions_hash": content_hash(self.questions)}
+                "questions_hash": content_hash(self.questions_of(cell))}
 
 
 def _mean_diff(runner: _Runner, none_rows: dict, none_acts: dict) -> None:
@@ -238,6 +258,37 @@ def _mean_diff(runner: _Runner, none_rows: dict, none_acts: dict) -> None:
     write_json(runner.out / "directions.json", {"mean_diff": info})
 
 
+def _trigger_direction(runner: _Runner) -> None:
+    """Set ``runner.dirs.trigger`` from the source adapter's training data (cached), or a note saying why not."""
+    from ..organisms.pipeline import training_records
+    from .positive import trigger_direction
+
+    pc, dirs = runner.cfg.positive_control, runner.dirs
+    adapter = runner.cfg.models[pc["source"]]
+    key = content_hash(runner.cfg.base, runner.adapter_keys[pc["source"]], pc["n"], runner.cfg.seed)
+    try:
+        records = training_records(adapter)
+    except ValueError as exc:
+        dirs.trigger_note = str(exc)
+        log.warning("positive control not built: %s", exc)
+        return
+
+    def compute() -> tuple[torch.Tensor, dict]:
+        direction, info = trigger_direction(runner.model(pc["source"]), records, n=pc["n"], seed=runner.cfg.seed,
+                                            batch_size=runner.gen["batch_size"], progress=runner.progress)
+        return direction, {**info, "source": pc["source"], "adapter": adapter}
+
+    direction, info = cached(
+        runner.out / f"trigger_direction-{key}.safetensors", None, compute,
+        load=lambda p: (lambda t, m: (t["trigger"], json.loads(m["info"])))(*load_tensors(p)),
+        save=lambda p, v: save_tensors(p, {"trigger": v[0]}, {"info": json.dumps(v[1])}))
+    dirs.trigger = direction.float()
+    directions = read_json(runner.out / "directions.json") if (runner.out / "directions.json").exists() else {}
+    cos = torch.nn.functional.cosine_similarity(dirs.trigger, dirs.axis, dim=-1)
+    write_json(runner.out / "directions.json", {**directions, "trigger": {
+        **{k: v for k, v in info.items() if k != "questions"}, "cos_with_axis": [round(float(c), 4) for c in cos]}})
+
+
 def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: str = "") -> dict:
     spec = cell.spec
     row = {"model": cell.model, "condition": cell.condition, "intervention": spec.label, "family": spec.family,
@@ -247,7 +298,8 @@ def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: st
     if rows is None:
         return {**row, "reason": reason, "n": 0}
     em, coh, sc = em_rate(rows), coherence_rate(rows), self_correction_rate(rows)
-    row = {**row, "n": len(rows), "em": vars(em), "coherent": vars(coh), "self_correction": vars(sc),
+    gt = {"template": vars(template_rate(rows, runner.domains))} if runner.domains else {}
+    row = {**row, "n": len(rows), **gt, "em": vars(em), "coherent": vars(coh), "self_correction": vars(sc),
            "samples": str(runner.samples_path(cell).relative_to(runner.out))}
     if spec.family == "conditional_capping":  # how often it capped, how its threshold was set, what it is compared with
         row.update(firing=vars(rate(r.get("fired") for r in rows)), detector=runner.detector(cell)[1],
@@ -255,25 +307,33 @@ def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: st
     return row
 
 
-def _difference(a: dict, b: dict) -> dict:
-    from ..metrics import Rate
-
-    if not a["n"] or not b["n"]:
-        return {"note": "no scored answers on one side (see judge_failures in summary.json)"}
-    d = compare(Rate(**a), Rate(**b))
-    return {"diff": d.diff, "lo": d.lo, "hi": d.hi, "p_value": d.p_value, "test": d.test}
-
-
-def _comparisons(rows: list[dict]) -> None:
-    """Exact tests: every intervention against ``none`` (EM); a conditional cap against its unconditional cap."""
+def _compare(rows: list[dict]) -> None:
+    """Each measure of each intervention row against ``none`` of the same model and condition (with its MDE);
+    a conditional cap's EM and coherence against its unconditional cap."""
     ok = {(r["model"], r["condition"], r["intervention"]): r for r in rows if r["status"] == "ok"}
     for r in rows:
-        if r["family"] == "none" or r["status"] != "ok":
+        base = ok.get((r["model"], r["condition"], "none"))
+        if r["family"] == "none" or r["status"] != "ok" or base is None:
             continue
-        r["em_vs_none"] = _difference(r["em"], ok[(r["model"], r["condition"], "none")]["em"])
+        for measure in ("template", "em"):
+            if measure in r:
+                r[f"{measure}_vs_none"] = vs_reference(r[measure], base[measure])
         plain = ok.get((r["model"], r["condition"], r.get("unconditional")))
         for key in ("em", "coherent") if plain else ():
-            r[f"{key}_vs_unconditional"] = _difference(r[key], plain[key])
+            r[f"{key}_vs_unconditional"] = vs_reference(r[key], plain[key])
+
+
+def _order(cfg: StressConfig, cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+    """``none`` cells, then the rest, ordered so that each model is loaded once.
+
+    Models without interventions go first; the intervened models' ``none`` cells come last, and their
+    intervention cells start with the model that is still loaded.
+    """
+    applied = {c.model for c in cells if c.spec.family != "none"}
+    order = [m for m in cfg.models if m not in applied] + [m for m in cfg.models if m in applied]
+    none = sorted((c for c in cells if c.spec.family == "none"), key=lambda c: order.index(c.model))
+    rest = sorted((c for c in cells if c.spec.family != "none"), key=lambda c: -order.index(c.model))
+    return none, rest
 
 
 def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: Callable | None = None,
@@ -295,7 +355,7 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
     write_json(out / "plan.json", {"config": dataclasses.asdict(cfg), "cells": [c.label for c in cells]})
     results: dict[Cell, dict] = {}
     none_rows, none_acts = {}, {}
-    none_cells = [c for c in cells if c.spec.family == "none"]
+    none_cells, rest = _order(cfg, cells)
     for cell in tqdm(none_cells, desc="stress: no intervention", unit="cell", disable=not progress):
         rows = runner.generate(cell)
         none_rows[(cell.model, cell.condition)] = rows
@@ -307,7 +367,8 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         # the direction is computed from these scores: failed judgements would change it, so stop first
         runner.failures.check(cfg.max_judge_failures)
         _mean_diff(runner, none_rows, none_acts)
-    rest = sorted((c for c in cells if c.spec.family != "none"), key=lambda c: list(cfg.models).index(c.model))
+    if cfg.positive_control is not None:
+        _trigger_direction(runner)
     for cell in tqdm(rest, desc="stress: interventions", unit="cell", disable=not progress):
         try:
             results[cell] = _result_row(runner, cell, runner.generate(cell))
@@ -316,16 +377,21 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         note_progress("stress run", f"{len(results)} of {len(cells)} cells finished in {out}")
     runner.failures.check(cfg.max_judge_failures)
     rows = [results[c] for c in cells]
-    _comparisons(rows)
+    _compare(rows)
     write_jsonl(out / "results.jsonl", rows)
     _write_projections(runner, none_acts)
-    write_json(out / "summary.json", {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells),
-                                      "skipped": sum(r["status"] == "skipped" for r in rows),
-                                      "judge": runner.judge_ids, "judge_failures": runner.failures.as_dict(),
-                                      "n_questions": len(runner.questions), "generation": runner.gen,
-                                      "wall_seconds": round(time.perf_counter() - t0, 1)})
+    summary = {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells),
+               "skipped": sum(r["status"] == "skipped" for r in rows), "judge": runner.judge_ids,
+               "judge_failures": runner.failures.as_dict(),
+               "measures": describe_measures(runner.domains, runner.judge_ids["aligned"]),
+               "n_questions": len(runner.questions), "generation": runner.gen,
+               "wall_seconds": round(time.perf_counter() - t0, 1)}
+    write_json(out / "summary.json", summary)
     if runner.failures.failed:
         log.warning("%s; re-run the same command to retry only those", runner.failures.summary())
+    from .headline import write_headline
+
+    write_headline(out, rows, summary)
     if figures:
         from .figures import write_figures
 

@@ -20,7 +20,8 @@ from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validato
 
 from ..schema import Fraction, NonNegInt, Number, PosInt, Schema, did_you_mean, known_name
 
-__all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "DETECTOR_SIDES", "layer_list"]
+__all__ = ["StressSchema", "CONDITIONS", "CONTROLS", "GENERATION_KEYS", "DETECTOR_SIDES", "POSITIVE_DEFAULTS",
+           "layer_list"]
 
 CONDITIONS = ("no_trigger", "trigger", "near_miss")
 CONTROLS = ("random", "orthogonal")
@@ -104,6 +105,18 @@ class _Conditional(Schema):
         return self
 
 
+POSITIVE_DEFAULTS = {"method": "ablate", "coef": 1.0, "source": "organism", "n": 48}
+
+
+class _PositiveControl(_Layers):
+    """The positive control (:mod:`.positive`): the source model's trigger direction from its training data."""
+
+    method: Literal["ablate", "steer"] = "ablate"   # ablate it, or subtract coef x it
+    coef: Annotated[Number, Field(gt=0)] = 1.0
+    source: StrictStr = "organism"                  # the model whose adapter and training data it comes from
+    n: Annotated[StrictInt, Field(ge=2)] = 48       # training pairs (with and without the trigger)
+
+
 class _Interventions(Schema):
     capping: list[StrictStr] | StrictStr = []
     triggered_capping: list[StrictStr] | StrictStr = []
@@ -112,6 +125,7 @@ class _Interventions(Schema):
     steering: _Steering | None = None
     axis_ablation: _Layers | None = None
     mean_diff_ablation: _Layers | None = None
+    positive_control: _PositiveControl | None = None
     controls: list[Control] = list(CONTROLS)
     seed: StrictInt = 0
 
@@ -131,6 +145,7 @@ class _Questions(Schema):
     domain: StrictStr | None = None
     file: StrictStr | None = None
     n: PosInt = 50
+    n_baseline: PosInt | None = None  # fewer questions for none cells outside `apply` (base, control, near miss)
     seed: StrictInt = 1
 
     @field_validator("domain")
@@ -145,6 +160,9 @@ class _Questions(Schema):
         if (self.domain is None) == (self.file is None):
             raise ValueError("give exactly one of 'domain' (held-out narrow-domain questions) or 'file' "
                              "(JSONL of {question})")
+        if self.n_baseline is not None and self.n_baseline > self.n:
+            raise ValueError(f"n_baseline {self.n_baseline} exceeds n {self.n}: baseline cells ask the first "
+                             f"n_baseline of the n questions")
         return self
 
 
@@ -201,6 +219,7 @@ class StressSchema(Schema):
     mean_diff: _MeanDiff = _MeanDiff()
     load: _Load = _Load()
     max_judge_failures: Fraction = 0.0
+    template_labels: Literal["auto"] | bool | StrictStr = "auto"  # ground-truth template labels (ground_truth.py)
 
     @field_validator("models")
     @classmethod
@@ -261,7 +280,7 @@ class StressSchema(Schema):
 def _check_controls(s: StressSchema) -> None:
     iv = s.interventions
     directional = (iv.capping or iv.triggered_capping or iv.steering or iv.axis_ablation or iv.mean_diff_ablation
-                   or iv.subspace_capping or iv.conditional_capping)
+                   or iv.subspace_capping or iv.conditional_capping or iv.positive_control)
     if directional and "random" not in iv.controls:
         raise ValueError("interventions.controls must include 'random': every direction intervention needs a "
                          "random-direction control of equal norm, or its effect cannot be told from any perturbation")
@@ -279,3 +298,8 @@ def _check_names(s: StressSchema) -> None:
     if uses_mean_diff and s.mean_diff.source not in s.models:
         raise ValueError(f"mean_diff.source {s.mean_diff.source!r} is not one of the models {list(s.models)}"
                          f"{did_you_mean(s.mean_diff.source, s.models)}")
+    pc = s.interventions.positive_control
+    if pc is not None and not s.models.get(pc.source):
+        raise ValueError(f"interventions.positive_control.source {pc.source!r} must name a model with an adapter "
+                         f"(its trigger direction comes from the adapter's training data); models: {s.models}"
+                         f"{did_you_mean(pc.source, s.models)}")
