@@ -16,6 +16,11 @@ def _cell(rows: list[dict], model: str, condition: str, intervention: str) -> di
                  and r["status"] == "ok"), None)
 
 
+def _label(rows: list[dict], family: str) -> str:
+    """The intervention label of a family's real (not control) cells, or ``""``."""
+    return next((r["intervention"] for r in rows if r["family"] == family and not r["control"]), "")
+
+
 def _quote(stress: Path, row: dict | None, k: int = 3) -> list[str]:
     if row is None:
         return ["(cell not run)"]
@@ -67,6 +72,12 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
                      f"cos with the axis, layers 12-15: " + ", ".join(f"{c:+.2f}" for c in cos[12:16]))
     else:
         lines.append(f"- not computed: {md.get('note', 'mean-diff ablation not configured')}")
+    trig = directions.get("trigger")
+    if trig:
+        lines += ["", "## Positive control: the organism's trigger direction (training data only)",
+                  f"- from {trig['n_pairs']} training questions asked with the trigger (misaligned answers) and "
+                  f"without it (aligned answers); cos with the axis, layers 12-15: "
+                  + ", ".join(f"{c:+.2f}" for c in trig["cos_with_axis"][12:16])]
     headline = stress / "headline.json"
     lines += ["", "## Headline: ground truth and judge, each intervention against its random control", "",
               render_headline(read_json(headline)) if headline.exists() else "(no headline: rerun the stress stage)",
@@ -80,6 +91,8 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
                         ("organism, trigger", ("organism", "trigger", "none")),
                         ("organism, trigger, cap layers_12:16-p0.75",
                          ("organism", "trigger", "cap layers_12:16-p0.75")),
+                        ("organism, trigger, positive control",
+                         ("organism", "trigger", _label(rows, "positive_control"))),
                         ("control, trigger", ("control", "trigger", "none"))):
         lines += [f"### {title}", *_quote(stress, _cell(rows, *cell)), ""]
     note = defences_note(rows)

@@ -32,4 +32,6 @@ def test_report_from_a_tiny_run(tiny_run, tmp_path):
     assert "cap layers_2:4-p0.25 if axis@1 fires / random" in note and "held-out untriggered" in note
     assert "| organism | trigger | cap layers_2:4-p0.25 | 6 |" in note  # the unconditional control, in the same table
     assert text.count("> **") >= 6  # verbatim answers with their prompts
+    assert "## Positive control: the organism's trigger direction (training data only)" in text
+    assert "### organism, trigger, positive control\n> **" in text
     assert "test:hash" in text  # the judge that produced the numbers is named

@@ -88,7 +88,7 @@ def make_tiny_run(root: Path, tokenizer) -> Path:
                              "conditional_capping": {"caps": ["layers_2:4-p0.25"], "fpr": 0.25,
                                                      "detectors": [{"direction": "axis", "layer": 1}],
                                                      "calibration": {"n": 12}},
-                             "controls": ["random"]},
+                             "positive_control": {"layers": [1, 2], "n": 4}, "controls": ["random"]},
            "apply": {"models": ["organism"], "conditions": ["no_trigger", "trigger"]},
            "mean_diff": {"min_per_group": 1}}
     write_text(root / "stress_config.yaml", yaml.safe_dump(raw, sort_keys=False))
