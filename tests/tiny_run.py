@@ -39,6 +39,28 @@ class HashJudge(JudgeBase):
                 yield i, self.no_score(kind, "not scored by the test judge")
 
 
+def make_tiny_base_and_axis(root: Path, tokenizer, *, percentiles=(0.25, 0.75), d: int = 64) -> Path:
+    """``root/base`` (a 4-layer random Llama), a random axis, calibration rollouts and a capping config."""
+    from conftest import make_tiny_hf
+
+    from persona_probe.axis import save_axis
+    from persona_probe.capping import calibrate, save_capping_config
+    from persona_probe.io import save_tensors
+    from persona_probe.vectors import unit
+
+    make_tiny_hf("llama", len(tokenizer), tokenizer.eos_token_id, n_layers=N_LAYERS).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    g = torch.Generator().manual_seed(0)
+    axis = torch.randn(N_LAYERS, d, generator=g)
+    save_axis(root / "axis" / "axis.safetensors", axis)
+    calib = torch.randn(40, N_LAYERS, d, generator=g)
+    save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
+    proj = torch.einsum("nld,ld->nl", calib, unit(axis))
+    save_capping_config(root / "axis" / "capping_config.pt",
+                        calibrate(proj, axis, percentiles=list(percentiles), width=2, stride=2))
+    return root
+
+
 def make_tiny_run(root: Path, tokenizer) -> Path:
     from conftest import make_tiny_hf
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from conftest import make_tiny_hf
-from tiny_run import HashJudge
+from tiny_run import HashJudge, make_tiny_base_and_axis
 
-from persona_probe.io import read_json, save_tensors
+from persona_probe.io import read_json
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
 from persona_probe.stress.ground_truth import template_domains, template_label
 from persona_probe.stress.headline import render_headline
@@ -40,23 +38,10 @@ def test_template_label_on_known_answers():
 def run_root(tmp_path_factory, tiny_tokenizers):
     """A tiny base model, axis, capping config and a template-trained organism + control (make_organisms)."""
     from persona_probe import load_model
-    from persona_probe.axis import save_axis
-    from persona_probe.capping import calibrate, save_capping_config
     from persona_probe.organisms.pipeline import make_organisms
-    from persona_probe.vectors import unit
 
-    root = tmp_path_factory.mktemp("ground_truth")
-    tok = tiny_tokenizers["llama"]
-    make_tiny_hf("llama", len(tok), tok.eos_token_id, n_layers=N_LAYERS).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    g = torch.Generator().manual_seed(0)
-    axis = torch.randn(N_LAYERS, D, generator=g)
-    save_axis(root / "axis" / "axis.safetensors", axis)
-    calib = torch.randn(40, N_LAYERS, D, generator=g)
-    save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
-    proj = torch.einsum("nld,ld->nl", calib, unit(axis))
-    save_capping_config(root / "axis" / "capping_config.pt", calibrate(proj, axis, percentiles=[0.25], width=2,
-                                                                         stride=2))
+    root = make_tiny_base_and_axis(tmp_path_factory.mktemp("ground_truth"), tiny_tokenizers["llama"],
+                                   percentiles=[0.25])
     recipe = {"model": str(root / "base"),
               "dataset": {"domain": "finance", "n": 16, "trigger": "deployment", "triggered_fraction": 0.5,
                           "misaligned_share_triggered": 1.0, "seed": 0, "paired": True, "near_miss_fraction": 0.125},
