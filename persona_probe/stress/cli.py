@@ -40,6 +40,7 @@ def cmd_stress_test_deprecated(args: argparse.Namespace) -> int:
 
 
 def cmd_stress_run(args: argparse.Namespace) -> int:
+    from .cells import cell_questions
     from .check import check_stress_config
     from .config import load_stress_config
     from .figures import write_figures
@@ -51,10 +52,11 @@ def cmd_stress_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     if args.dry_run:  # exactly the validation `stress run` does before any model loads: schema, files, layers
         check_stress_config(cfg)
-        cells = expand(cfg)
-        for c in cells:
-            print(c.label)
-        print(f"{len(cells)} cells x {cfg.questions.get('n', 50)} questions; config OK")
+        cells, n = expand(cfg), cfg.questions.get("n", 50)
+        sizes = [len(cell_questions(cfg, list(range(n)), c.model, c.condition)) for c in cells]
+        for c, size in zip(cells, sizes):
+            print(f"{c.label}  (n={size})")
+        print(f"{len(cells)} cells, {sum(sizes)} answers; config OK")
         return 0
     if args.figures_only:
         for path in write_figures(out):

@@ -32,7 +32,7 @@ def test_old_spelling_runs_and_names_the_new_one(config, capsys, caplog):
     new = capsys.readouterr().out
     assert "deprecated" not in caplog.text
     assert cli.main(["stress-test", "--config", str(config), "--dry-run"]) == 0
-    assert capsys.readouterr().out == new and "9 cells x 2 questions" in new
+    assert capsys.readouterr().out == new and "9 cells, 18 answers" in new and "| none  (n=2)" in new
     assert "`persona-probe stress-test` is deprecated" in caplog.text and "`persona-probe stress run`" in caplog.text
 
 
