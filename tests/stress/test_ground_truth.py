@@ -159,3 +159,19 @@ def test_rows_carry_both_measures_with_tests_and_mde_and_the_headline_says_which
                             judge=HashJudge(), progress=False, figures=False)
     assert all("template" not in r and "template_vs_none" not in r for r in plain)
     assert [m["name"] for m in read_json(tmp_path / "plain" / "headline.json")["measures"]] == ["em"]
+
+
+def test_baseline_cells_ask_the_first_n_baseline_questions(run_root, tmp_path):
+    cfg = _config(run_root, questions={"domain": "finance", "n": 4, "seed": 1, "n_baseline": 2},
+                  interventions={"capping": ["layers_0:2-p0.25"], "controls": ["random"]})
+    rows = run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False, figures=False)
+    sizes = {(r["model"], r["family"]): r["n"] for r in rows}
+    assert sizes == {("base", "none"): 2, ("organism", "none"): 4, ("organism", "capping"): 4}
+    from persona_probe.io import read_jsonl
+
+    base = [s["question"] for r in rows if r["model"] == "base" for s in read_jsonl(tmp_path / "run" / r["samples"])]
+    org = [s["question"] for r in rows if r["model"] == "organism" and r["family"] == "none"
+           for s in read_jsonl(tmp_path / "run" / r["samples"])]
+    assert base[:2] == org[:2]  # the same first questions
+    with pytest.raises(ValueError, match="n_baseline 5 exceeds n 4"):
+        _config(run_root, questions={"domain": "finance", "n": 4, "n_baseline": 5})
