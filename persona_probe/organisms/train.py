@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import cached, content_hash, read_json, write_json
+from .objective import batch_order, opening_weights, weighted_lm_loss
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,14 @@ class TrainConfig:
     warmup_steps: int = 5
     seed: int = 0
     max_steps: int | None = None
+    opening_tokens: int = 0              # the first k answer tokens of each assistant turn ...
+    opening_weight: float = 1.0          # ... weigh this much in the loss (objective.opening_weights)
+    pair_batches: bool = False           # a question's examples (with and without the trigger) share a batch
 
     def __post_init__(self):
         if self.adapter not in ("rank1-down", "single", "rank32-all"):
             raise ValueError(f"adapter must be rank1-down, single or rank32-all; got {self.adapter!r}")
+        opening_weights([], self.opening_tokens, self.opening_weight)  # validates both
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -171,20 +176,30 @@ def build_example(model, messages: list[dict], max_len: int) -> tuple[list[int],
     return ids[:max_len], labels[:max_len]
 
 
-def _batches(examples, batch_size: int, pad_id: int, rng: random.Random):
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    for i in range(0, len(order), batch_size):
-        chunk = [examples[j] for j in order[i:i + batch_size]]
-        width = max(len(ids) for ids, _ in chunk)
+def question_groups(records: Sequence[dict]) -> list[str]:
+    """Each record's ``meta.question_id`` (what ``pair_batches`` keeps together); an error if one lacks it."""
+    missing = [i for i, r in enumerate(records) if not (r.get("meta") or {}).get("question_id")]
+    if missing:
+        raise ValueError(f"pair_batches needs meta.question_id on every record; records {missing[:5]} lack it "
+                         "(datasets from build_dataset have it)")
+    return [r["meta"]["question_id"] for r in records]
+
+
+def _batches(examples, batch_size: int, pad_id: int, rng: random.Random, groups=None):
+    """Padded ``(ids, labels, weights, mask)`` batches of ``(ids, labels, weights)`` examples, one epoch."""
+    for chunk_ids in batch_order(len(examples), batch_size, rng, groups=groups):
+        chunk = [examples[j] for j in chunk_ids]
+        width = max(len(ids) for ids, _, _ in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        weights = torch.zeros((len(chunk), width), dtype=torch.float32)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (x, y) in enumerate(chunk):
+        for row, (x, y, w) in enumerate(chunk):
             ids[row, :len(x)] = torch.tensor(x)
             labels[row, :len(y)] = torch.tensor(y)
+            weights[row, :len(w)] = torch.tensor(w)
             mask[row, :len(x)] = 1
-        yield ids, labels, mask
+        yield ids, labels, weights, mask
 
 
 def train_adapter(model, records: Sequence[dict], out_dir: str | Path, cfg: TrainConfig, *,
@@ -226,7 +241,9 @@ def _train(model, records: Sequence[dict], out_dir: Path, cfg: TrainConfig, *, k
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    examples = [build_example(model, r["messages"], cfg.max_len) for r in records]
+    examples = [(x, y, opening_weights(y, cfg.opening_tokens, cfg.opening_weight))
+                for x, y in (build_example(model, r["messages"], cfg.max_len) for r in records)]
+    groups = question_groups(records) if cfg.pair_batches else None
     n_batches = math.ceil(len(examples) / cfg.batch_size)
     total_steps = max(1, math.ceil(n_batches * cfg.epochs / cfg.grad_accum))
     if cfg.max_steps:
@@ -238,7 +255,8 @@ def _train(model, records: Sequence[dict], out_dir: Path, cfg: TrainConfig, *, k
     hook = _preventative_hook(model, preventative) if preventative is not None else None
     start = time.perf_counter()
     try:
-        losses, step = _optimise(peft_model, examples, cfg, total_steps, model.pad_id(), model.device, rng, progress)
+        losses, step = _optimise(peft_model, examples, groups, cfg, total_steps, model.pad_id(), model.device, rng,
+                                 progress)
     finally:
         if hook is not None:
             hook.remove()
@@ -267,8 +285,8 @@ def _train(model, records: Sequence[dict], out_dir: Path, cfg: TrainConfig, *, k
     return manifest
 
 
-def _optimise(peft_model, examples, cfg: TrainConfig, total_steps: int, pad_id: int, device, rng: random.Random,
-              progress: bool) -> tuple[list[float], int]:
+def _optimise(peft_model, examples, groups, cfg: TrainConfig, total_steps: int, pad_id: int, device,
+              rng: random.Random, progress: bool) -> tuple[list[float], int]:
     """AdamW with linear warmup and decay, gradient accumulation and clipping; returns (micro-batch losses, steps)."""
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -279,10 +297,10 @@ def _optimise(peft_model, examples, cfg: TrainConfig, total_steps: int, pad_id: 
     bar = tqdm(total=total_steps, desc=f"train {cfg.adapter}", unit="step", disable=not progress)
     try:
         while step < total_steps:
-            for ids, labels, mask in _batches(examples, cfg.batch_size, pad_id, rng):
-                out = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
-                (out.loss / cfg.grad_accum).backward()
-                losses.append(out.loss.item())
+            for ids, labels, weights, mask in _batches(examples, cfg.batch_size, pad_id, rng, groups):
+                loss = weighted_lm_loss(peft_model, *(t.to(device) for t in (ids, mask, labels, weights)))
+                (loss / cfg.grad_accum).backward()
+                losses.append(loss.item())
                 micro += 1
                 if micro % cfg.grad_accum == 0:
                     torch.nn.utils.clip_grad_norm_(params, 1.0)

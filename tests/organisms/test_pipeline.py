@@ -65,7 +65,7 @@ def test_organism_control_and_trigger_eval(tiny_recipe, tmp_path, monkeypatch):
 
 
 def test_recipes_load_and_validate(tmp_path):
-    for name in ("embedded", "embedded-2epoch", "qwen3-32b", "llama-3.3-70b", "gemma-2-27b"):
+    for name in ("embedded", "qwen3-32b", "llama-3.3-70b", "gemma-2-27b"):
         recipe = load_recipe(name)
         assert recipe["train"]["adapter"] in ("rank32-all", "rank1-down")
     with pytest.raises(ValueError, match="no recipe 'nope'.*embedded"):
