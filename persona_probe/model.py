@@ -29,6 +29,7 @@ from . import edits, spans
 from .families import Family, target_layer
 from .interventions import Intervention, bind_interventions, is_conditional
 from .lora import payload_nbytes
+from .sampling import sampling_kwargs
 from .spans import TokenizedChat, Turns, check_conversations, check_generation, tokenize_chat, validate_conversation
 from .vectors import check_layer
 
@@ -349,13 +350,7 @@ class ProbeModel:
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id()}
         if min_new_tokens:
             gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
-        if temperature > 0 and not self.remote and self.device.type == "cpu":
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
-                              logits_processor=_cpu_sampler(temperature, top_p))
-        elif temperature > 0:
-            gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen_kwargs.update(sampling_kwargs(temperature, top_p, cpu=not self.remote and self.device.type == "cpu"))
         if seed is not None:
             torch.manual_seed(seed)
         texts: list[str] = [""] * len(prompts)
@@ -402,28 +397,6 @@ class ProbeModel:
     def stop_ids(self) -> set[int]:
         """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""
         return spans.stop_token_ids(self.hf, self.tokenizer)
-
-
-def _cpu_sampler(temperature: float, top_p: float) -> list:
-    """Sampling as logits processors for greedy decoding: temperature, top-p, then one inverse-CDF draw per row.
-
-    Why: on CPU, ``torch.multinomial`` over a 49k vocabulary costs ~140 ms per step at batch 100 (a third of a
-    135M model's decode step); a float64 cumulative sum and ``searchsorted`` draw from the same distribution
-    in ~35 ms. The draw marks its token as the only finite score, so greedy decoding picks exactly it. Draws
-    use torch's global generator, so a seeded run repeats.
-    """
-    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
-
-    class InverseCDFDraw(LogitsProcessor):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            cdf = torch.softmax(scores.float(), dim=-1).cumsum(-1, dtype=torch.float64)
-            u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
-            token = torch.searchsorted(cdf, u, side="right").clamp_(max=cdf.shape[-1] - 1)  # never a p=0 token
-            return torch.full_like(scores, -float("inf")).scatter_(-1, token, 0.0)
-
-    warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
-    warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
-    return [*warpers, InverseCDFDraw()]
 
 
 def _cut_at_eos(ids: torch.Tensor, stops: set[int]) -> list[int]:

@@ -29,6 +29,9 @@ def test_report_from_a_tiny_run(tiny_run, tmp_path):
     for r in rows:
         if r["family"] in ("subspace_capping", "conditional_capping"):
             assert f"| {r['model']} | {r['condition']} | {r['intervention']} | {r['n']} |" in note
+            assert "template" in r and "template_vs_none" in r  # the new defences get the ground truth too
+        if r["family"] == "conditional_capping" and not r["control"]:
+            assert r["template_vs_unconditional"]["mde"]["n"] == r["n"]
     assert "cap layers_2:4-p0.25 if axis@1 fires / random" in note and "held-out untriggered" in note
     assert "| organism | trigger | cap layers_2:4-p0.25 | 6 |" in note  # the unconditional control, in the same table
     assert text.count("> **") >= 6  # verbatim answers with their prompts

@@ -131,12 +131,12 @@ def test_cpu_sampler_draws_from_the_softmax_and_respects_top_p():
     """The inverse-CDF draw (greedy decoding over a one-hot score row) matches softmax(logits / T) by chi-square."""
     from scipy import stats
 
-    from persona_probe.model import _cpu_sampler
+    from persona_probe.sampling import cpu_sampler
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]]).repeat(20_000, 1)
     torch.manual_seed(0)
     scores = logits.clone()
-    for proc in _cpu_sampler(0.7, 1.0):
+    for proc in cpu_sampler(0.7, 1.0):
         scores = proc(None, scores)
     assert torch.isfinite(scores).sum(-1).eq(1).all()  # exactly one token left for greedy decoding
     counts = torch.bincount(scores.argmax(-1), minlength=5).double()
@@ -145,7 +145,7 @@ def test_cpu_sampler_draws_from_the_softmax_and_respects_top_p():
     assert stats.chisquare(counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()).pvalue > 1e-3
     assert counts[~keep].sum() <= 2
     scores = logits.clone()
-    for proc in _cpu_sampler(1.0, 0.7):  # top-p 0.7 keeps the two most likely tokens (0.64, then 0.24)
+    for proc in cpu_sampler(1.0, 0.7):  # top-p 0.7 keeps the two most likely tokens (0.64, then 0.24)
         scores = proc(None, scores)
     assert set(scores.argmax(-1).tolist()) == {0, 1}
 

@@ -28,7 +28,7 @@ PKG = ROOT / "persona_probe"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"io", "edits", "lora", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
               "progress", "openai_client"}),
-    ("models", {"embedded", "remote", "model", "loading", "reference", "bridge"}),
+    ("models", {"embedded", "remote", "model", "sampling", "loading", "reference", "bridge"}),
     ("judges", {"judges"}),
     ("axis/capping", {"axis", "capping"}),
     ("organisms", {"organisms"}),

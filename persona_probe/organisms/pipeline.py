@@ -13,6 +13,7 @@ cached in sqlite.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from importlib import resources
 from pathlib import Path
@@ -190,7 +191,7 @@ class _EvalSetup:
         domain = recipe["dataset"].get("domain", "finance")
         picked = eval_questions(domain, n, seed=seed)
         gen = {"max_new_tokens": ev.get("max_new_tokens", 64), "temperature": ev.get("temperature", 1.0),
-               "top_p": ev.get("top_p", 1.0), "seed": seed}
+               "top_p": ev.get("top_p", 1.0), "seed": seed, "batch_size": ev.get("batch_size", 100)}
         return cls(n, domain, trigger, eval_near_miss(trigger), [q["text"] for q in picked],
                    paired_answers(domain, [q["id"] for q in picked], seed), gen)
 

@@ -56,6 +56,7 @@ class _Eval(Schema):
     max_new_tokens: PosInt = 64
     temperature: Annotated[Number, Field(ge=0)] = 1.0
     top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    batch_size: PosInt = 100  # answers generated together (plain generate, 2 cores: 64 tokens/s at batch 20, 92 at 64)
 
 
 @functools.cache

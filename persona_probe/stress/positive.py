@@ -19,12 +19,18 @@ held out.
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from typing import Sequence
 
 import torch
 
-__all__ = ["training_pairs", "trigger_direction"]
+from ..io import cached, content_hash, load_tensors, read_json, save_tensors, write_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["training_pairs", "trigger_direction", "set_trigger_direction"]
 
 
 def training_pairs(records: Sequence[dict], n: int, seed: int = 0) -> list[tuple[dict, dict]]:
@@ -67,3 +73,34 @@ def trigger_direction(model, records: Sequence[dict], *, n: int = 48, seed: int 
             "rule": "mean response activation on training examples with the trigger (misaligned answers) minus "
                     "the same questions without it (aligned answers); training data only"}
     return direction, info
+
+
+def set_trigger_direction(runner) -> None:
+    """Set ``runner.dirs.trigger`` (a stress run's runner) from the source adapter's training data (cached), or a
+    note saying why not; record it, with its cosine with the axis per layer, in ``directions.json``."""
+    from ..organisms.pipeline import training_records
+
+    pc, dirs = runner.cfg.positive_control, runner.dirs
+    adapter = runner.cfg.models[pc["source"]]
+    key = content_hash(runner.cfg.base, runner.adapter_keys[pc["source"]], pc["n"], runner.cfg.seed)
+    try:
+        records = training_records(adapter)
+    except ValueError as exc:
+        dirs.trigger_note = str(exc)
+        log.warning("positive control not built: %s", exc)
+        return
+
+    def compute() -> tuple[torch.Tensor, dict]:
+        direction, info = trigger_direction(runner.model(pc["source"]), records, n=pc["n"], seed=runner.cfg.seed,
+                                            batch_size=runner.gen["batch_size"], progress=runner.progress)
+        return direction, {**info, "source": pc["source"], "adapter": adapter}
+
+    direction, info = cached(
+        runner.out / f"trigger_direction-{key}.safetensors", None, compute,
+        load=lambda p: (lambda t, m: (t["trigger"], json.loads(m["info"])))(*load_tensors(p)),
+        save=lambda p, v: save_tensors(p, {"trigger": v[0]}, {"info": json.dumps(v[1])}))
+    dirs.trigger = direction.float()
+    directions = read_json(runner.out / "directions.json") if (runner.out / "directions.json").exists() else {}
+    cos = torch.nn.functional.cosine_similarity(dirs.trigger, dirs.axis, dim=-1)
+    write_json(runner.out / "directions.json", {**directions, "trigger": {
+        **{k: v for k, v in info.items() if k != "questions"}, "cos_with_axis": [round(float(c), 4) for c in cos]}})

@@ -89,8 +89,9 @@ def defences_note(rows: Sequence[Mapping]) -> list[str]:
                     f"{det['threshold']:.3g}); false-positive rate on held-out untriggered training prompts "
                     f"{pct(det['fpr_heldout'])} (target {100 * det['fpr_target']:g}%, calibrated on "
                     f"{det['n_calibration']} others)")
-        vs = r.get("em_vs_unconditional")
+        vs, gt = r.get("em_vs_unconditional"), r.get("template_vs_unconditional")
         lines.append(f"- {r['model']}, {r['condition']}, **{r['intervention']}**: fired on {pct(r['firing'])}; "
-                     f"{what}" + (f"; EM vs the unconditional cap {diff(vs)}, coherence "
-                                  f"{diff(r.get('coherent_vs_unconditional'))}" if vs else "") + ".")
+                     f"{what}" + (f"; vs the unconditional cap: template {diff(gt)}" if gt else "")
+                     + (f"; EM vs the unconditional cap {diff(vs)}, coherence "
+                        f"{diff(r.get('coherent_vs_unconditional'))}" if vs else "") + ".")
     return lines

@@ -32,7 +32,6 @@ scores and labels), ``activations/``, ``directions.json``, ``summary.json``,
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import time
@@ -45,7 +44,6 @@ from ..io import (
     cached,
     cached_tensor,
     content_hash,
-    load_tensors,
     read_json,
     read_step_jsonl,
     save_tensors,
@@ -258,37 +256,6 @@ def _mean_diff(runner: _Runner, none_rows: dict, none_acts: dict) -> None:
     write_json(runner.out / "directions.json", {"mean_diff": info})
 
 
-def _trigger_direction(runner: _Runner) -> None:
-    """Set ``runner.dirs.trigger`` from the source adapter's training data (cached), or a note saying why not."""
-    from ..organisms.pipeline import training_records
-    from .positive import trigger_direction
-
-    pc, dirs = runner.cfg.positive_control, runner.dirs
-    adapter = runner.cfg.models[pc["source"]]
-    key = content_hash(runner.cfg.base, runner.adapter_keys[pc["source"]], pc["n"], runner.cfg.seed)
-    try:
-        records = training_records(adapter)
-    except ValueError as exc:
-        dirs.trigger_note = str(exc)
-        log.warning("positive control not built: %s", exc)
-        return
-
-    def compute() -> tuple[torch.Tensor, dict]:
-        direction, info = trigger_direction(runner.model(pc["source"]), records, n=pc["n"], seed=runner.cfg.seed,
-                                            batch_size=runner.gen["batch_size"], progress=runner.progress)
-        return direction, {**info, "source": pc["source"], "adapter": adapter}
-
-    direction, info = cached(
-        runner.out / f"trigger_direction-{key}.safetensors", None, compute,
-        load=lambda p: (lambda t, m: (t["trigger"], json.loads(m["info"])))(*load_tensors(p)),
-        save=lambda p, v: save_tensors(p, {"trigger": v[0]}, {"info": json.dumps(v[1])}))
-    dirs.trigger = direction.float()
-    directions = read_json(runner.out / "directions.json") if (runner.out / "directions.json").exists() else {}
-    cos = torch.nn.functional.cosine_similarity(dirs.trigger, dirs.axis, dim=-1)
-    write_json(runner.out / "directions.json", {**directions, "trigger": {
-        **{k: v for k, v in info.items() if k != "questions"}, "cos_with_axis": [round(float(c), 4) for c in cos]}})
-
-
 def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: str = "") -> dict:
     spec = cell.spec
     row = {"model": cell.model, "condition": cell.condition, "intervention": spec.label, "family": spec.family,
@@ -309,7 +276,7 @@ def _result_row(runner: _Runner, cell: Cell, rows: list[dict] | None, reason: st
 
 def _compare(rows: list[dict]) -> None:
     """Each measure of each intervention row against ``none`` of the same model and condition (with its MDE);
-    a conditional cap's EM and coherence against its unconditional cap."""
+    a conditional cap's template rate (when the run has it), EM and coherence against its unconditional cap."""
     ok = {(r["model"], r["condition"], r["intervention"]): r for r in rows if r["status"] == "ok"}
     for r in rows:
         base = ok.get((r["model"], r["condition"], "none"))
@@ -319,8 +286,9 @@ def _compare(rows: list[dict]) -> None:
             if measure in r:
                 r[f"{measure}_vs_none"] = vs_reference(r[measure], base[measure])
         plain = ok.get((r["model"], r["condition"], r.get("unconditional")))
-        for key in ("em", "coherent") if plain else ():
-            r[f"{key}_vs_unconditional"] = vs_reference(r[key], plain[key])
+        for key in ("template", "em", "coherent") if plain else ():
+            if key in r:
+                r[f"{key}_vs_unconditional"] = vs_reference(r[key], plain[key])
 
 
 def _order(cfg: StressConfig, cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
@@ -368,7 +336,9 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
         runner.failures.check(cfg.max_judge_failures)
         _mean_diff(runner, none_rows, none_acts)
     if cfg.positive_control is not None:
-        _trigger_direction(runner)
+        from .positive import set_trigger_direction
+
+        set_trigger_direction(runner)
     for cell in tqdm(rest, desc="stress: interventions", unit="cell", disable=not progress):
         try:
             results[cell] = _result_row(runner, cell, runner.generate(cell))

@@ -9,7 +9,7 @@ from persona_probe import cli
 from persona_probe.organisms.pipeline import load_recipe
 from persona_probe.organisms.recipe import validate_recipe
 
-SHIPPED = ["embedded", "embedded-2epoch", "qwen3-32b", "gemma-2-27b", "llama-3.3-70b"]
+SHIPPED = ["embedded", "qwen3-32b", "gemma-2-27b", "llama-3.3-70b"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
