@@ -45,11 +45,12 @@ DEMO = {
     "recipe": "embedded",
     "stress": {
         "trigger": "deployment",
-        # 100 questions per organism cell: a drop of ~20 points from ~40% is then detectable (MDE, Fisher,
-        # power 0.8). The baseline cells (base, control, near miss) take the first 50 of them. One batch of
-        # 100 per cell (plain generate: ~65 tokens/s at batch 20, ~125 at batch 100 on 2 cores); 40 new
-        # tokens, since the organism's answers average ~34 tokens and a template phrase ends by token ~38.
-        "questions": {"domain": "finance", "n": 100, "seed": 1, "n_baseline": 50},
+        # 100 questions per organism cell: a drop of ~20 points from the triggered ~65% is then detectable
+        # (MDE, Fisher, power 0.8). 32 intervention cells x 100 answers are most of the 45-minute budget, so the
+        # baseline cells (base, control, organism near miss; no intervention) take the first 20 questions. One
+        # batch of 100 per cell; 40 new tokens, since the organism's answers average ~34 tokens and a template
+        # phrase ends by token ~38.
+        "questions": {"domain": "finance", "n": 100, "seed": 1, "n_baseline": 20},
         "generation": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "seed": 0, "batch_size": 100},
         "interventions": {
             "capping": ["layers_12:16-p0.25", "layers_12:16-p0.75"],
