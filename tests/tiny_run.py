@@ -39,8 +39,10 @@ class HashJudge(JudgeBase):
                 yield i, self.no_score(kind, "not scored by the test judge")
 
 
-def make_tiny_base_and_axis(root: Path, tokenizer, *, percentiles=(0.25, 0.75), d: int = 64) -> Path:
-    """``root/base`` (a 4-layer random Llama), a random axis, calibration rollouts and a capping config."""
+def make_tiny_base_and_axis(root: Path, tokenizer, *, percentiles=(0.25, 0.75), d: int = 64,
+                            subspaces=()) -> Path:
+    """``root/base`` (a 4-layer random Llama), a random axis, calibration rollouts and a capping config; with
+    ``subspaces`` (``(k, region)`` pairs) also random k-dimensional subspace experiments at p0.25."""
     from conftest import make_tiny_hf
 
     from persona_probe.axis import save_axis
@@ -56,8 +58,14 @@ def make_tiny_base_and_axis(root: Path, tokenizer, *, percentiles=(0.25, 0.75), 
     calib = torch.randn(40, N_LAYERS, d, generator=g)
     save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
     proj = torch.einsum("nld,ld->nl", calib, unit(axis))
-    save_capping_config(root / "axis" / "capping_config.pt",
-                        calibrate(proj, axis, percentiles=list(percentiles), width=2, stride=2))
+    cfg = calibrate(proj, axis, percentiles=list(percentiles), width=2, stride=2)
+    for k, region in subspaces:
+        from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces
+
+        bases = {layer: torch.randn(k, d, generator=g) for layer in range(N_LAYERS)}
+        cfg = add_subspace_experiments(cfg, calibrate_subspaces(calib, bases, percentiles=[0.25], width=2, stride=2,
+                                                                region=region))
+    save_capping_config(root / "axis" / "capping_config.pt", cfg)
     return root
 
 

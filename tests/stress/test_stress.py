@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_hf, save_adapter
-from tiny_run import HashJudge
+from conftest import save_adapter
+from tiny_run import HashJudge, make_tiny_base_and_axis
 
-from persona_probe.capping import calibrate, save_capping_config
-from persona_probe.capping.subspace import add_subspace_experiments, calibrate_subspaces
-from persona_probe.io import read_jsonl, save_tensors
+from persona_probe.io import read_jsonl
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
 from persona_probe.stress.matrix import build_interventions, matched_threshold
 from persona_probe.vectors import cosine, unit
@@ -20,23 +18,7 @@ N_LAYERS, D = 4, 64
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_tokenizers):
     root = tmp_path_factory.mktemp("stress")
-    tok = tiny_tokenizers["llama"]
-    make_tiny_hf("llama", len(tok), tok.eos_token_id, n_layers=N_LAYERS).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    g = torch.Generator().manual_seed(0)
-    axis = torch.randn(N_LAYERS, D, generator=g)
-    from persona_probe.axis import save_axis
-
-    save_axis(root / "axis" / "axis.safetensors", axis)
-    calib = torch.randn(40, N_LAYERS, D, generator=g)
-    save_tensors(root / "axis" / "default_activations.safetensors", {"acts": calib})
-    proj = torch.einsum("nld,ld->nl", calib, unit(axis))
-    cfg = calibrate(proj, axis, percentiles=[0.25, 0.75], width=2, stride=2)
-    for k, region in ((2, "floors"), (3, "ball")):
-        bases = {layer: torch.randn(k, D, generator=g) for layer in range(N_LAYERS)}
-        cfg = add_subspace_experiments(cfg, calibrate_subspaces(calib, bases, percentiles=[0.25], width=2, stride=2,
-                                                                region=region))
-    save_capping_config(root / "axis" / "capping_config.pt", cfg)
+    make_tiny_base_and_axis(root, tiny_tokenizers["llama"], d=D, subspaces=((2, "floors"), (3, "ball")))
     return root
 
 
