@@ -397,12 +397,3 @@ class ProbeModel:
     def stop_ids(self) -> set[int]:
         """Token ids that end an answer: EOS of the generation config, the model config and the tokenizer."""
         return spans.stop_token_ids(self.hf, self.tokenizer)
-
-
-def _cut_at_eos(ids: torch.Tensor, stops: set[int]) -> list[int]:
-    out = []
-    for t in ids.tolist():
-        if t in stops:
-            break
-        out.append(t)
-    return out
