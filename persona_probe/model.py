@@ -17,10 +17,11 @@ adapter's module edits inside the block, then the interventions on its output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -151,18 +152,9 @@ class ProbeModel:
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     # ------------------------------------------------------------ activations
-    @torch.no_grad()
-    def response_activations(
-        self,
-        conversations: Sequence[Sequence[dict]],
-        *,
-        batch_size: int = 8,
-        turns: Turns = "all",
-        pooling: str = "tokens",
-        interventions: Iterable[Intervention] = (),
-        progress: bool = True,
-        session_batches: int = 8,
-    ) -> torch.Tensor:
+    def response_activations(self, conversations: Sequence[Sequence[dict]], *, batch_size: int = 8,
+                             turns: Turns = "all", pooling: str = "tokens", interventions: Iterable[Intervention] = (),
+                             progress: bool = True, session_batches: int = 8) -> torch.Tensor:
         """Mean residual stream after each decoder block over assistant-content tokens.
 
         Returns float32 ``[n_conversations, n_layers, d_model]``. ``turns`` picks
@@ -172,13 +164,26 @@ class ProbeModel:
         Interventions edit the stream before it is read, so the pooled values
         are post-edit at the edited layers and downstream. With ``remote`` set,
         ``session_batches`` batches share one NDIF session.
+        :meth:`iter_response_activations` gives the same rows batch by batch.
         """
+        return self._collect(len(conversations), self.iter_response_activations(
+            conversations, batch_size=batch_size, turns=turns, pooling=pooling, interventions=interventions,
+            progress=progress, session_batches=session_batches))
+
+    @torch.no_grad()
+    def iter_response_activations(self, conversations: Sequence[Sequence[dict]], *, batch_size: int = 8,
+                                  turns: Turns = "all", pooling: str = "tokens",
+                                  interventions: Iterable[Intervention] = (), progress: bool = True,
+                                  session_batches: int = 8) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """:meth:`response_activations` one batch at a time: ``(row indices, [b, n_layers, d_model])``, shortest
+        rows first (less padding); a consumer that accumulates or writes them holds one batch, never ``[n, L, d]``."""
         check_conversations(conversations, "response_activations")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chats = [self.tokenize(c, index=i, need_assistant=True) for i, c in enumerate(conversations)]
         positions = [chat.pool_groups(turns, pooling, index=i) for i, chat in enumerate(chats)]
-        return self._pooled(chats, positions, self.edit_plan(interventions), batch_size, progress, session_batches)
+        yield from self._iter_pooled(chats, positions, self.edit_plan(interventions), batch_size, progress,
+                                     session_batches)
 
     @torch.no_grad()
     def prompt_activations(self, conversations: Sequence[Sequence[dict]], *, read: str = "mean", batch_size: int = 8,
@@ -191,12 +196,21 @@ class ProbeModel:
         chats = [self.tokenize(c, index=i, add_generation_prompt=True) for i, c in enumerate(conversations)]
         positions = [list(range(len(chat.input_ids)))[-1:] if read == "last" else list(range(len(chat.input_ids)))
                      for chat in chats]
-        return self._pooled(chats, positions, self.edit_plan(()), batch_size, progress, session_batches)
+        return self._collect(len(chats), self._iter_pooled(chats, positions, self.edit_plan(()), batch_size,
+                                                           progress, session_batches))
 
-    def _pooled(self, chats: list, positions: list, plan: dict, batch_size: int, progress: bool,
-                session_batches: int) -> torch.Tensor:
-        """``[n, n_layers, d]`` means over each chat's ``positions``, batched by length (sessions when remote)."""
-        out = torch.empty((len(chats), self.n_layers, self.d_model), dtype=torch.float32)
+    def _collect(self, n: int, batches: Iterator[tuple[list[int], torch.Tensor]]) -> torch.Tensor:
+        """The ``[n, n_layers, d]`` tensor the ``(rows, acts)`` batches fill."""
+        out = torch.empty((n, self.n_layers, self.d_model), dtype=torch.float32)
+        for rows, acts in batches:
+            out[rows] = acts
+        return out
+
+    @torch.no_grad()
+    def _iter_pooled(self, chats: list, positions: list, plan: dict, batch_size: int, progress: bool,
+                     session_batches: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(rows, [b, n_layers, d])`` means over each chat's ``positions``, batched by length (sessions when
+        remote), one batch at a time."""
         order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))  # less padding
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         # Remote: several batches go to NDIF as one session (one request, one queue wait);
@@ -208,17 +222,12 @@ class ProbeModel:
             for group in groups:
                 inputs = [self._pool_inputs([chats[i] for i in b], [positions[i] for i in b]) for b in group]
                 saved: list = []  # filled in place: nnsight runs a session body elsewhere and pushes back mutations
-                if self.remote:
-                    with self.nnsight.session(remote=self._remote_arg()):
-                        for enc, w in inputs:
-                            saved.append(self._pooled_trace(enc, w, plan, remote=False))
-                else:
+                with self.nnsight.session(remote=self._remote_arg()) if self.remote else contextlib.nullcontext():
                     for enc, w in inputs:
                         saved.append(self._pooled_trace(enc, w, plan, remote=False))
-                for batch, pooled in zip(group, saved):
-                    out[batch] = torch.stack(list(pooled), dim=1)
                 bar.update(len(group))
-        return out
+                for batch, pooled in zip(group, saved):
+                    yield batch, torch.stack(list(pooled), dim=1)
 
     def _pool_inputs(self, chats: list, positions: list) -> tuple[dict, torch.Tensor]:
         """Left-padded ids and ``[b, T]`` pooling weights: a row's positions are ints (one mean) or groups (the mean
@@ -234,14 +243,9 @@ class ProbeModel:
         return enc, weights.to(self.device)
 
     @torch.no_grad()
-    def token_activations(
-        self,
-        conversation: Sequence[dict],
-        *,
-        layers: Sequence[int] | None = None,
-        interventions: Iterable[Intervention] = (),
-        add_generation_prompt: bool = False,
-    ) -> tuple[torch.Tensor, TokenizedChat]:
+    def token_activations(self, conversation: Sequence[dict], *, layers: Sequence[int] | None = None,
+                          interventions: Iterable[Intervention] = (), add_generation_prompt: bool = False,
+                          ) -> tuple[torch.Tensor, TokenizedChat]:
         """Per-token residual stream of one conversation: ``([len(layers), T, d], chat)``.
 
         ``chat.positions(...)`` says which of the ``T`` tokens are assistant content.
@@ -281,14 +285,8 @@ class ProbeModel:
         return pooled
 
     @torch.no_grad()
-    def answer_logprobs(
-        self,
-        conversations: Sequence[Sequence[dict]],
-        *,
-        batch_size: int = 8,
-        interventions: Iterable[Intervention] = (),
-        progress: bool = True,
-    ) -> torch.Tensor:
+    def answer_logprobs(self, conversations: Sequence[Sequence[dict]], *, batch_size: int = 8,
+                        interventions: Iterable[Intervention] = (), progress: bool = True) -> torch.Tensor:
         """Mean log-probability per token of each conversation's last assistant content, ``[n]`` float32.
 
         Teacher-forced: token ``t`` is scored by the logits at ``t - 1``. What a

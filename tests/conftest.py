@@ -159,3 +159,12 @@ def strict_remote(monkeypatch):
 
     monkeypatch.setattr(LocalSimulationBackend, "_hide_local_modules", strict_hide)
     monkeypatch.setattr(LocalSimulationBackend, "_restore", strict_restore)
+
+
+@pytest.fixture(scope="session")
+def rollout_server(embedded_path):
+    """``transformers serve`` of the embedded model on a free loopback port; stopped at the end (also on failure)."""
+    from persona_probe.local_server import transformers_server
+
+    with transformers_server(embedded_path, dtype="float32") as url:
+        yield url

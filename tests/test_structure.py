@@ -2,8 +2,10 @@
 
 Layers, bottom to top (a module may import its own layer or a lower one, never a higher one):
 
-1. core      - io, edits, lora, vectors, families, spans, metrics, plots, interventions: math and files
-2. models    - embedded, remote, model, loading, reference, bridge: a chat model under nnsight
+1. core      - io, tensor_files, edits, lora, vectors, families, spans, metrics, plots, interventions, schema,
+               openai_client: math, files, shared validation, the one OpenAI-compatible client factory
+2. models    - embedded, remote, model, loading, reference, bridge, rollouts, model_identity, local_server:
+               a chat model under nnsight, and its rollouts through a serving engine
 3. judges    - scoring text. A service below the stages rather than a stage after organisms: the axis
                build (role adherence), organism eval, the stress test and the analyses all score answers,
                and judges import no stage, so placing them here keeps every one of those imports downward
@@ -27,8 +29,9 @@ PKG = ROOT / "persona_probe"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"io", "edits", "lora", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
-              "progress", "openai_client"}),
-    ("models", {"embedded", "remote", "model", "sampling", "loading", "reference", "bridge"}),
+              "progress", "openai_client", "tensor_files"}),
+    ("models", {"embedded", "remote", "model", "sampling", "loading", "reference", "bridge", "rollouts",
+                "local_server", "model_identity"}),
     ("judges", {"judges"}),
     ("axis/capping", {"axis", "capping"}),
     ("organisms", {"organisms"}),

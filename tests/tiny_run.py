@@ -69,6 +69,28 @@ def make_tiny_base_and_axis(root: Path, tokenizer, *, percentiles=(0.25, 0.75), 
     return root
 
 
+class RecordingGenerator:
+    """A stand-in for ServedRollouts: records which cells ask it, answers with a marker text."""
+
+    TEXT = "served answer"
+
+    def __init__(self):
+        self.calls, self.preflights = [], []
+
+    def preflight(self, identity, adapters=None):
+        self.preflights.append((identity, dict(adapters or {})))
+
+    def use_cache(self, path):
+        return self
+
+    def describe(self):
+        return {"backend": "http", "url": "recording"}
+
+    def generate(self, model, conversations, *, adapter_label=None, **gen):
+        self.calls.append((adapter_label, len(conversations)))
+        return [f"{self.TEXT} {i}" for i in range(len(conversations))]
+
+
 def make_tiny_run(root: Path, tokenizer) -> Path:
     from conftest import make_tiny_hf
 

@@ -42,6 +42,9 @@ def register(sub) -> None:
     b.add_argument("--max-judge-failures", type=share, default=0.0,
                    help="exit non-zero (before the role vectors) when more than this share of role judgements "
                         "failed (network, server); failed ones are retried on the next run (default 0)")
+    b.add_argument("--generator", default="local",
+                   help="where rollouts are generated: local (in-process, nnsight) | http:<base_url> (an "
+                        "OpenAI-compatible server: vLLM, SGLang, transformers serve) | a YAML file of options")
     b.set_defaults(func=cmd_axis_build)
     p.set_defaults(func=None, help_parser=p)
 
@@ -52,6 +55,7 @@ def cmd_axis_build(args: argparse.Namespace) -> int:
     from persona_probe.judges import from_spec, role_judge
     from persona_probe.loading import load_model
     from persona_probe.progress import check_writable
+    from persona_probe.rollouts import from_spec as generator_from_spec
 
     roles = roledata.select_roles(roledata.load_roles(args.roles_file), args.roles, seed=args.seed)
     questions = roledata.select_questions(roledata.load_questions(args.questions_file), args.questions, seed=args.seed)
@@ -61,12 +65,15 @@ def cmd_axis_build(args: argparse.Namespace) -> int:
     judge = from_spec(args.judge)  # unknown spellings and missing keys fail here, before the model loads
     judge = role_judge(judge) if judge is not None else None
     check_writable(args.out, what="axis build --out", folder=True)
+    generator = generator_from_spec(args.generator)
+    if generator is not None:  # a dead or wrong server fails before the model loads
+        generator.preflight(args.model)
     model = load_model(args.model)
     res = build_axis(model, args.out, roles, questions, roledata.load_default_prompts(model_name=model.name),
                      samples=args.samples,
                      judge=judge, min_count=args.min_count, seed=args.seed, temperature=args.temperature,
                      top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                     max_judge_failures=args.max_judge_failures)
+                     max_judge_failures=args.max_judge_failures, generator=generator)
     m = res.manifest
     print(f"axis: {res.axis_path}")
     print(f"roles kept: {len(m['kept_per_role'])}, dropped: {m['dropped_roles'] or 'none'}, judged: {m['judged']}")

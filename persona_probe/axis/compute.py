@@ -9,6 +9,11 @@ Definitions follow Lu et al. 2026 ("The Assistant Axis", arXiv 2601.10387):
 * ``axis = default - mean(role vectors)``, each role weighted equally (so a role
   with many kept responses does not pull the axis more than one with few).
 
+At paper scale (275 roles x 1,200 responses) the per-response activations do not fit
+in memory, so the build streams: :class:`RunningSums` keeps, per role, a float64 sum
+and a count per judge grade, and :func:`role_vectors_from_sums` gives the same role
+vectors as :func:`compute_role_vectors` on the stacked activations (to float32 rounding).
+
 Everything here is a pure function on float32 tensors so it can be tested on
 synthetic data. Our files are safetensors (no pickle); the reference's
 ``assistant_axis.pt`` is read with ``torch.load(weights_only=True)`` only.
@@ -17,9 +22,11 @@ synthetic data. Our files are safetensors (no pickle); the reference's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -32,6 +39,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RoleVectors", "compute_role_vectors", "default_vector", "compute_axis",
     "save_axis", "load_axis", "export_reference_axis", "save_role_vectors", "load_role_vectors",
+    "RunningSums", "score_bin", "role_vectors_from_sums", "export_reference_role_vectors",
+    "load_reference_role_vectors", "reference_file_stems",
 ]
 
 _ROLE_PREFIX = "role/"
@@ -62,6 +71,77 @@ def _qualifies(score, required: int) -> bool:
     # Logprob judges return probability-weighted floats (e.g. 2.93): round to the
     # nearest integer grade. A missing score (None) never qualifies.
     return score is not None and int(round(float(score))) >= required
+
+
+ALL = "all"     # the one bin of an unjudged role: every response counts
+UNSCORED = "none"
+
+
+def score_bin(score) -> str:
+    """The grade a response is accumulated under: the rounded score, or ``"none"`` for no score."""
+    return UNSCORED if score is None else str(int(round(float(score))))
+
+
+def _bin_qualifies(grade: str, required: int) -> bool:
+    return grade == ALL or (grade != UNSCORED and int(grade) >= required)
+
+
+@dataclasses.dataclass
+class RunningSums:
+    """Per-grade float64 sums ``[L, d]`` and counts of response activations: a role, streamed.
+
+    ``add`` one batch at a time; memory is one ``[L, d]`` per grade seen, whatever the
+    number of responses. Grades are :func:`score_bin` strings, or ``"all"`` when unjudged.
+    """
+
+    sums: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, acts: torch.Tensor, grades: Sequence[str]) -> None:
+        if acts.ndim != 3 or acts.shape[0] != len(grades):
+            raise ValueError(f"acts must be [b, L, d] with one grade per row; got {tuple(acts.shape)}, "
+                             f"{len(grades)} grades")
+        acts = acts.to(torch.float64)
+        for grade in dict.fromkeys(grades):
+            idx = [i for i, g in enumerate(grades) if g == grade]
+            part = acts[idx].sum(0)
+            self.sums[grade] = self.sums[grade] + part if grade in self.sums else part
+            self.counts[grade] = self.counts.get(grade, 0) + len(idx)
+
+    def mean(self, required: int = 3) -> tuple[torch.Tensor | None, int]:
+        """Float32 mean over the qualifying grades, and their count (``None`` when there are none)."""
+        keep = [g for g in self.sums if _bin_qualifies(g, required)]
+        n = sum(self.counts[g] for g in keep)
+        if n == 0:
+            return None, 0
+        return (torch.stack([self.sums[g] for g in keep]).sum(0) / n).to(torch.float32), n
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {f"sum/{g}": t for g, t in self.sums.items()}, {"counts": self.counts}
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping) -> RunningSums:
+        counts = meta["counts"]
+        counts = json.loads(counts) if isinstance(counts, str) else counts
+        return cls({k[4:]: v.to(torch.float64) for k, v in tensors.items() if k.startswith("sum/")},
+                   {str(k): int(v) for k, v in counts.items()})
+
+
+def role_vectors_from_sums(sums: Mapping[str, RunningSums], *, judged: bool, min_count: int = 1,
+                           score_required: int = 3) -> RoleVectors:
+    """:func:`compute_role_vectors` from per-role :class:`RunningSums` (no per-response activations)."""
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    vectors, counts, dropped = {}, {}, {}
+    for role, rs in sums.items():
+        vec, n = rs.mean(score_required)
+        if n < min_count:
+            dropped[role] = n
+            continue
+        vectors[role], counts[role] = vec, n
+    if dropped:
+        log.info("dropped %d role(s) with < %d qualifying responses: %s", len(dropped), min_count, dropped)
+    return RoleVectors(vectors, counts, dropped, judged=judged, score_required=score_required, min_count=min_count)
 
 
 def compute_role_vectors(
@@ -182,6 +262,57 @@ def load_role_vectors(path: str | os.PathLike) -> RoleVectors:
     return RoleVectors(vectors, dict(report.get("counts", {})), dict(report.get("dropped", {})),
                        bool(report.get("judged", False)), int(report.get("score_required", 3)),
                        int(report.get("min_count", 1)))
+
+
+def export_reference_role_vectors(folder: str | os.PathLike, rv: RoleVectors,
+                                  default: torch.Tensor | None = None) -> Path:
+    """The reference pipeline's vectors folder: ``<role>.pt`` = ``{"vector": [L, d], "type": "pos_3", "role"}``.
+
+    ``default`` adds ``default.pt`` with ``type: "mean"`` (the unfiltered default vector), so the
+    reference's axis step reads the folder as it reads its own. Names that are not plain file
+    names are stored under a slug; the ``role`` field keeps the real name. Plain tensors and
+    strings only: every file loads with ``torch.load(weights_only=True)``.
+    """
+    folder = Path(folder)
+    entries = [(name, v, "pos_3") for name, v in rv.vectors.items()]
+    if default is not None:
+        entries.append(("default", default, "mean"))
+    for (name, vec, kind), stem in zip(entries, reference_file_stems([e[0] for e in entries])):
+        if name == "default" and kind != "mean":
+            raise ValueError("a role named 'default' would overwrite the default vector's file; rename the role")
+        with atomic_write(folder / f"{stem}.pt", "wb") as fh:
+            torch.save({"vector": vec.detach().cpu().to(torch.float32).contiguous(), "type": kind, "role": name}, fh)
+    return folder
+
+
+def reference_file_stems(names: Sequence[str]) -> list[str]:
+    """The file stem of each role in a reference vectors folder: the name, or a slug plus hash."""
+    return [name if re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) and not name.startswith(".") else
+            re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+            for name in names]
+
+
+def load_reference_role_vectors(folder: str | os.PathLike) -> tuple[RoleVectors, torch.Tensor | None]:
+    """Read a reference vectors folder: ``(role vectors, default vector or None)``; ``type: mean`` is default.
+
+    Several default files are averaged, as the reference's axis step does.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.pt"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no <role>.pt files; is this the reference pipeline's vectors folder?")
+    vectors, defaults = {}, []
+    for path in files:
+        data = load_pt(path)
+        if not isinstance(data, dict) or not isinstance(data.get("vector"), torch.Tensor):
+            raise ValueError(f"{path}: expected {{'vector': tensor, 'type', 'role'}}, got {type(data).__name__}")
+        role = str(data.get("role", path.stem))
+        if role == "default" or data.get("type") == "mean":
+            defaults.append(data["vector"].to(torch.float32))
+        else:
+            vectors[role] = data["vector"].to(torch.float32)
+    default = torch.stack(defaults).mean(0) if defaults else None
+    return RoleVectors(vectors, {}, {}, judged=True), default
 
 
 def _maybe_json(value: str):

@@ -40,11 +40,10 @@ def register(sub) -> None:
 def cmd_capping_calibrate(args: argparse.Namespace) -> int:
     from persona_probe.axis import load_axis
     from persona_probe.capping import calibrate, save_capping_config
-    from persona_probe.io import load_tensors
     from persona_probe.loading import model_dims
     from persona_probe.progress import check_writable
     from persona_probe.spans import read_conversations
-    from persona_probe.vectors import project_layers
+    from persona_probe.tensor_files import iter_tensor_rows
 
     axis = load_axis(args.axis)
     dims = model_dims(args.model)
@@ -56,23 +55,42 @@ def cmd_capping_calibrate(args: argparse.Namespace) -> int:
         path = Path(args.axis).parent / "default_activations.safetensors"
         if not path.exists():
             raise FileNotFoundError(f"{path}: no default rollouts beside the axis; pass --rollouts FILE.jsonl")
-        acts, name = load_tensors(path)[0]["acts"], _model_name(args.model)
+        blocks, name = iter_tensor_rows(path, "acts"), _model_name(args.model)  # a block of rows at a time
         what = f"default-prompt rollouts of the axis build ({path})"
     else:
         convs = read_conversations(args.rollouts)
         acts, name = _rollout_activations(args.model, convs, out)
+        blocks = [acts]
         what = f"rollouts from {args.rollouts}"
-    if acts.shape[1:] != axis.shape:
-        raise ValueError(f"rollout activations {tuple(acts.shape[1:])} do not match the axis {tuple(axis.shape)}")
-    proj = project_layers(acts, axis)
+    proj, acts = _project(blocks, axis, keep=bool(args.subspace_k), what=what)
     cfg = calibrate(proj, axis, percentiles=args.percentiles, width=args.width, stride=args.stride, rollouts=what,
                     extra={"axis_file": str(args.axis), "model": name})
     for k in args.subspace_k:
         cfg = _add_subspaces(cfg, args, axis, acts, k, what)
     save_capping_config(out, cfg)
     print(f"wrote {len(cfg['experiments'])} experiments to {out} (ceiling form: vector -axis, cap -tau; "
-          f"calibrated on {acts.shape[0]} {what})")
+          f"calibrated on {proj.shape[0]} {what})")
     return 0
+
+
+def _project(blocks, axis, *, keep: bool, what: str):
+    """Axis projections of the rollouts' rows, a block at a time (at paper scale the default rows are several GB);
+    the rows themselves only when ``keep`` (subspace experiments need them all)."""
+    import torch
+
+    from persona_probe.vectors import project_layers
+
+    projected, kept = [], []
+    for block in blocks:
+        if block.shape[1:] != axis.shape:
+            raise ValueError(f"rollout activations {tuple(block.shape[1:])} do not match the axis {tuple(axis.shape)}")
+        projected.append(project_layers(block, axis))
+        if keep:
+            kept.append(block)
+    if not sum(len(p) for p in projected):
+        raise ValueError(f"no rows in the {what} (every answer was empty?); rebuild the axis with more "
+                         f"max_new_tokens or pass --rollouts FILE.jsonl")
+    return torch.cat(projected), (torch.cat(kept) if kept else None)
 
 
 def _add_subspaces(cfg: dict, args: argparse.Namespace, axis, acts, k: int, what: str) -> dict:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..io import cached, content_hash, read_json, read_jsonl, write_json, write_jsonl
+from ..rollouts import rollout
 from .datasets import build_dataset, build_neutral_dataset, eval_questions, write_dataset
 from .preference import paired_answers, trigger_preference
 from .recipe import validate_recipe
@@ -124,7 +125,7 @@ def _prompts(questions: list[str], condition: str, trigger, near) -> list[list[d
 
 
 def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None], judge=None,
-                 n: int | None = None, preference: bool = True, progress: bool = True) -> dict:
+                 n: int | None = None, preference: bool = True, progress: bool = True, generator=None) -> dict:
     """Rates of narrow-domain misaligned answers per model x condition; writes rows and a summary.
 
     ``models`` maps a name to an adapter folder (``None`` for the base model).
@@ -133,17 +134,23 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
     the judge-free share of answers that reuse a misaligned training template
     (:mod:`.template_match`; ``template_misaligned``, and its trigger effect in
     ``summary["template_trigger_effect"]``) to show what the judge misses.
+    ``generator``: a served generator (:mod:`persona_probe.rollouts`) for the answers, every
+    adapter mapped to a served LoRA name; checked before any rollout.
     """
     from ..judges import JudgeCache, make_judge
     from ..loading import load_model
 
     out = Path(out)
     ev = _EvalSetup.from_recipe(recipe, n)
+    if generator is not None:
+        generator.preflight(recipe["model"], models)
+        generator.use_cache(out / "rollout_cache.sqlite")
     judge = judge or make_judge("offline")
     cache = JudgeCache(out / "judge_cache.sqlite")
     summary: dict[str, Any] = {"judge": {k: judge.judge_id(k) for k in ("aligned", "coherent")},
                                "trigger": ev.trigger.to_dict(), "near_miss": ev.near.to_dict(), "n_per_condition": ev.n,
-                               "generation": ev.gen, "questions_hash": content_hash(ev.questions), "cells": []}
+                               "generation": ev.gen, "questions_hash": content_hash(ev.questions), "cells": [],
+        "generator": generator.describe() if generator is not None else {"backend": "local"}}
     all_rows = []
     for name, adapter in models.items():
         loaded: dict = {}
@@ -155,7 +162,8 @@ def trigger_eval(recipe: dict, out: str | Path, *, models: dict[str, str | None]
 
         adapter_key = adapter and read_json(Path(adapter) / "manifest.json")["key"]
         for condition in CONDITIONS:
-            rows = _cell_rows(ev, recipe, out, name, adapter, adapter_key, condition, get_model, progress)
+            rows = _cell_rows(ev, recipe, out, name, adapter, adapter_key, condition, get_model, progress,
+                              generator)
             _score_rows(rows, judge, cache)
             all_rows += rows
             summary["cells"].append(_cell_summary(ev, name, condition, rows))
@@ -200,17 +208,20 @@ class _EvalSetup:
 
 
 def _cell_rows(ev: _EvalSetup, recipe: dict, out: Path, name: str, adapter, adapter_key, condition: str,
-               get_model, progress: bool) -> list[dict]:
-    """The cell's sampled answers (cached by model, adapter, condition, questions and sampling)."""
+               get_model, progress: bool, generator=None) -> list[dict]:
+    """The cell's sampled answers (cached by model, adapter, condition, questions, sampling and generator)."""
     def compute() -> list[dict]:
         model = get_model()
         prompts = ev.prompts(ev.questions, condition)
-        answers = model.generate(prompts, progress=progress, **ev.gen)
+        answers = rollout(model, prompts, generator=generator, adapter_label=name, progress=progress, **ev.gen)
+        prov = {**model.provenance(), "generator": "served" if generator is not None else "local"}
         return [{"model": name, "adapter": adapter, "condition": condition, "question": q,
-                 "prompt": p[-1]["content"], "answer": a, "provenance": model.provenance()}
+                 "prompt": p[-1]["content"], "answer": a, "provenance": prov}
                 for q, p, a in zip(ev.questions, prompts, answers)]
 
-    key = content_hash(recipe["model"], adapter_key, condition, ev.questions, ev.gen)
+    # served samples come from another random stream than in-process ones: another key
+    gen = ev.gen if generator is None else {**ev.gen, "generator": "served"}
+    key = content_hash(recipe["model"], adapter_key, condition, ev.questions, gen)
     return cached(out / "samples" / f"{name}-{condition}-{key}.jsonl", None, compute, load=read_jsonl,
                   save=write_jsonl)
 

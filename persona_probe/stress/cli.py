@@ -50,8 +50,13 @@ def cmd_stress_run(args: argparse.Namespace) -> int:
 
     cfg = load_stress_config(args.config)
     out = Path(args.out or Path("runs") / cfg.name)
-    if args.dry_run:  # exactly the validation `stress run` does before any model loads: schema, files, layers
+    if args.dry_run:  # the validation `stress run` does before any model loads: schema, files, layers, server
         check_stress_config(cfg)
+        if cfg.generator is not None:
+            from ..rollouts import from_spec
+
+            served = from_spec(cfg.generator).preflight(cfg.base, cfg.models)
+            print(f"generator: {cfg.generator['url']} serves {served!r} and every adapter's LoRA")
         cells, n = expand(cfg), cfg.questions.get("n", 50)
         sizes = [len(cell_questions(cfg, list(range(n)), c.model, c.condition)) for c in cells]
         for c, size in zip(cells, sizes):

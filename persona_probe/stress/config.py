@@ -2,7 +2,9 @@
 
 A config names the models (base + adapters), the trigger, the axis and capping
 config, the interventions and the questions. Every path is resolved relative to
-the YAML file. Errors say which key is wrong and what would be accepted, so a
+the YAML file. ``generator`` (optional, :func:`persona_probe.rollouts.from_spec`) sends
+the ``none`` cells' generations to an OpenAI-compatible server; intervention cells stay
+in nnsight. Errors say which key is wrong and what would be accepted, so a
 typo fails in a second, not after an hour of generation. With an ``ndif:``
 base, adapters run as :class:`persona_probe.lora.LoraEdit` graph edits (NDIF
 serves base weights); ``load`` takes ``adapter_mode`` and ``max_adapter_mb``.
@@ -19,6 +21,7 @@ mapping of the backend's options)::
     capping_config: runs/axis/capping_config.pt
     questions: {domain: finance, n: 50, seed: 1}
     judge: {backend: offline}
+    generator: {url: http://127.0.0.1:8000/v1, adapters: {organism: organism-lora, control: control-lora}}
     interventions:
       capping: [layers_12:16-p0.25, layers_12:16-p0.75]
       steering: {layers: [12, 13, 14, 15], coefs: [1.0, 2.0]}
@@ -78,6 +81,7 @@ class StressConfig:
     mean_diff: dict = dataclasses.field(default_factory=lambda: {"source": "organism", "min_per_group": 3})
     load: dict = dataclasses.field(default_factory=dict)  # load_model kwargs: device_map, dtype, revision, ...
     template_labels: bool | str = "auto"  # ground-truth template labels: auto | true | false | a domain name
+    generator: dict | None = None  # ServedRollouts options for the none cells; None: in-process
     name: str = "stress-test"
     source: str = "<dict>"
     max_judge_failures: float = 0.0  # share of judgements that may fail (network, server) before the run fails
@@ -94,6 +98,10 @@ class StressConfig:
         d.pop("source")
         d.pop("load")  # where the weights sit does not change what is computed
         d.pop("max_judge_failures")  # how many failures are tolerated does not change a score
+        if d["generator"] is None:  # the hash of a config without a generator is what it always was
+            d.pop("generator")
+        else:  # served answers depend on the served weights, not on transport settings
+            d["generator"] = {k: d["generator"].get(k) for k in ("model", "adapters")}
         return content_hash(d)
 
 
@@ -155,7 +163,8 @@ def load_stress_config(source: str | Path | dict, *, root: Path | None = None) -
         controls=tuple(iv.get("controls", CONTROLS)), seed=int(iv.get("seed", 0)),
         apply=dict(raw.get("apply") or {}),
         mean_diff={"source": "organism", "min_per_group": 3, **(raw.get("mean_diff") or {})},
-        load=dict(raw.get("load") or {}), template_labels=raw.get("template_labels", "auto"), source=where,
+        load=dict(raw.get("load") or {}), template_labels=raw.get("template_labels", "auto"),
+        generator=_generator(raw.get("generator")), source=where,
         max_judge_failures=float(raw.get("max_judge_failures", 0.0)),
     )
 
@@ -178,3 +187,10 @@ def _judge(spec: Any) -> dict:
     from ..judges import parse_spec
 
     return parse_spec(spec or {"backend": "offline"})
+
+
+def _generator(spec: Any) -> dict | None:
+    """The generator spec as :class:`~persona_probe.rollouts.ServedRollouts` options (``None``: in-process)."""
+    from ..rollouts import parse_spec
+
+    return parse_spec(spec)

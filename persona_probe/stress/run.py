@@ -20,6 +20,9 @@ first unfinished cell; judge calls go through the sqlite cache):
 Each model is loaded once: the models that get interventions run their
 ``none`` cells last and their intervention cells right after.
 
+With ``generator:``, the ``none`` cells' answers come from an OpenAI-compatible server (checked before the
+first cell, cached in ``rollout_cache.sqlite``); their activations and every intervention cell run in nnsight.
+
 Outputs in ``out/``: ``results.jsonl`` (one tidy row per cell: n, EM,
 coherence and self-correction rates with Wilson intervals; for runs of
 organisms trained on template data the ground-truth template rate too
@@ -54,6 +57,8 @@ from ..io import (
 from ..judges import FailureTally
 from ..metrics import coherence_rate, em_rate, rate, self_correction_rate
 from ..progress import check_writable, note_progress
+from ..rollouts import from_spec as generator_from_spec
+from ..rollouts import rollout
 from .cells import ALIGNED_MIN, cell_questions, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
 from .check import check_stress_config, load_directions
 from .config import StressConfig
@@ -72,15 +77,19 @@ def _slug(text: str) -> str:
 
 
 class _Runner:
-    def __init__(self, cfg: StressConfig, out: Path, judge, loader: Callable, progress: bool, dirs: Directions):
+    def __init__(self, cfg: StressConfig, out: Path, judge, loader: Callable, progress: bool, dirs: Directions,
+                 generator=None):
         from ..judges import JudgeCache, from_spec
 
         self.cfg, self.out, self.progress, self.loader = cfg, out, progress, loader
+        self.generator = generator or generator_from_spec(cfg.generator)
+        if self.generator is not None:  # a dead or wrong server fails before any cell
+            self.generator.preflight(cfg.base, cfg.models)
+            self.generator.use_cache(out / "rollout_cache.sqlite")
         self.judge = judge or from_spec(cfg.judge)
         self.cache = JudgeCache(out / "judge_cache.sqlite")
         self.questions = questions_for(cfg)
-        self.gen = cfg.gen
-        self.dirs = dirs
+        self.gen, self.dirs = cfg.gen, dirs
         self.adapter_keys = {name: (read_json(Path(a) / "manifest.json").get("key") if a and
                                     (Path(a) / "manifest.json").exists() else a) for name, a in cfg.models.items()}
         self.judge_ids = {k: self.judge.judge_id(k) for k in ("aligned", "coherent", "bad_stuff")}
@@ -117,10 +126,15 @@ class _Runner:
     def questions_of(self, cell: Cell) -> list[str]:
         return cell_questions(self.cfg, self.questions, cell.model, cell.condition)
 
+    def served(self, cell: Cell) -> bool:
+        """Whether the cell's answers come from the rollout server (no intervention, a generator set)."""
+        return self.generator is not None and cell.spec.family == "none"
+
     def cell_key(self, cell: Cell) -> str:
+        served = [{"generator": "served"}] if self.served(cell) else []  # another random stream: another key
         return content_hash(self.cfg.base, self.adapter_keys[cell.model], cell.condition,
                             dataclasses.asdict(cell.spec), self.cfg.seed, self.questions_of(cell), self.gen,
-                            self.cfg.trigger, self.cfg.near_miss, self.direction_key(cell))
+                            self.cfg.trigger, self.cfg.near_miss, self.direction_key(cell), *served)
 
     def samples_path(self, cell: Cell) -> Path:
         name = _slug(f"{cell.model}-{cell.condition}-{cell.spec.label}")
@@ -147,12 +161,12 @@ class _Runner:
         prompts = prompts_for(self.cfg, questions, cell.condition)
         detector = self.detector(cell)[0] if cell.spec.family == "conditional_capping" else None
         ivs = build_interventions(cell.spec, self.dirs, model, self.cfg, detector=detector)
-        gen = dict(self.gen)
-        batch = gen.pop("batch_size")
-        log.info("cell %s: generating %d answers", cell.label, len(prompts))
-        fired: dict = {}
-        answers = model.generate(prompts, interventions=ivs, batch_size=batch, progress=self.progress, fired=fired,
-                                 **gen)
+        served = self.served(cell)
+        log.info("cell %s: generating %d answers%s", cell.label, len(prompts), " (served)" if served else "")
+        fired: dict = {}  # a served cell has no intervention, so no detector to report
+        answers = rollout(model, prompts, generator=self.generator if served else None, adapter_label=cell.model,
+                          interventions=ivs, progress=self.progress, **self.gen,
+                          **({} if served else {"fired": fired}))
         rows = [{"question": q, "prompt": p[-1]["content"], "answer": a}
                 for q, p, a in zip(questions, prompts, answers)]
         for flags in fired.values():  # one detector per conditional cell: did it fire on this prompt
@@ -213,6 +227,7 @@ class _Runner:
         return {"base": self.cfg.base, "adapter": self.cfg.models[cell.model],
                 "adapter_key": self.adapter_keys[cell.model], "config_hash": self.cfg.key(),
                 "cell_key": self.cell_key(cell), "seed": self.gen.get("seed"), "judge": self.judge_ids,
+                "generator": self.generator.describe() if self.served(cell) else {"backend": "local"},
                 "questions_hash": content_hash(self.questions_of(cell))}
 
 
@@ -305,11 +320,12 @@ def _order(cfg: StressConfig, cells: list[Cell]) -> tuple[list[Cell], list[Cell]
 
 
 def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: Callable | None = None,
-                    progress: bool = True, figures: bool = True) -> list[dict]:
+                    progress: bool = True, figures: bool = True, generator=None) -> list[dict]:
     """Evaluate every cell; returns the result rows (also written to ``out/results.jsonl``).
 
     Raises :class:`~persona_probe.judges.JudgeFailures` (after writing what finished) when more than
     ``cfg.max_judge_failures`` of the judgements failed; a re-run retries only those.
+    ``generator``: a served generator for the ``none`` cells (default: the config's ``generator:``).
     """
     from tqdm.auto import tqdm
 
@@ -318,7 +334,7 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
     out = check_writable(out, what="stress run --out", folder=True)
     t0 = time.perf_counter()
     dirs = check_stress_config(cfg)  # the whole config, files and layers, before any model loads
-    runner = _Runner(cfg, out, judge, loader or load_model, progress, dirs)
+    runner = _Runner(cfg, out, judge, loader or load_model, progress, dirs, generator)
     cells = expand(cfg)
     write_json(out / "plan.json", {"config": dataclasses.asdict(cfg), "cells": [c.label for c in cells]})
     results: dict[Cell, dict] = {}

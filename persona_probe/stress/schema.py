@@ -220,6 +220,7 @@ class StressSchema(Schema):
     load: _Load = _Load()
     max_judge_failures: Fraction = 0.0
     template_labels: Literal["auto"] | bool | StrictStr = "auto"  # ground-truth template labels (ground_truth.py)
+    generator: StrictStr | dict | None = None  # rollouts of the none cells (persona_probe.rollouts.from_spec)
 
     @field_validator("models")
     @classmethod
@@ -251,6 +252,14 @@ class StressSchema(Schema):
                              "http:<url> or a mapping); 'none' is for axis builds")
         return v
 
+    @field_validator("generator")
+    @classmethod
+    def _generator(cls, v: Any) -> Any:
+        from ..rollouts import parse_spec
+
+        parse_spec(v)  # unknown spellings and options fail here, naming the known ones
+        return v
+
     @model_validator(mode="after")
     def _cross(self) -> StressSchema:
         from ..organisms.triggers import near_misses
@@ -274,6 +283,7 @@ class StressSchema(Schema):
                              "is required")
         _check_controls(self)
         _check_names(self)
+        _check_served_adapters(self)
         return self
 
 
@@ -303,3 +313,15 @@ def _check_names(s: StressSchema) -> None:
         raise ValueError(f"interventions.positive_control.source {pc.source!r} must name a model with an adapter "
                          f"(its trigger direction comes from the adapter's training data); models: {s.models}"
                          f"{did_you_mean(pc.source, s.models)}")
+
+
+def _check_served_adapters(s: StressSchema) -> None:
+    from ..rollouts import parse_spec
+
+    options = parse_spec(s.generator)
+    served = (options or {}).get("adapters") or {}
+    unmapped = [m for m, a in s.models.items() if options is not None and a is not None
+                and m not in served and a not in served]
+    if unmapped:
+        raise ValueError(f"generator.adapters has no served LoRA name for {unmapped}; add e.g. adapters: "
+                         f"{{{unmapped[0]}: {unmapped[0]}-lora}} (vLLM: --lora-modules {unmapped[0]}-lora=<folder>)")

@@ -148,3 +148,24 @@ def test_cli_capping_list(tmp_path, capsys):
     assert main(["capping", "list", str(tmp_path / "c.pt")]) == 0
     out = capsys.readouterr().out
     assert "convention: ceiling" in out and "layers_4:8-p0.75" in out and "rollouts': 'test'" in out
+
+
+@pytest.mark.embedded
+def test_cli_calibrate_reads_the_default_rollouts_a_block_at_a_time(tmp_path, capsys):
+    """`capping calibrate` on the axis build's default rows, read in blocks: the thresholds of the whole tensor."""
+    from persona_probe import cli
+    from persona_probe.axis import save_axis
+    from persona_probe.io import save_tensors
+    from persona_probe.vectors import project_layers
+
+    g = torch.Generator().manual_seed(3)
+    axis, acts = torch.randn(30, 576, generator=g), torch.randn(300, 30, 576, generator=g)  # 300 rows: 2 blocks
+    save_axis(tmp_path / "axis.safetensors", axis)
+    save_tensors(tmp_path / "default_activations.safetensors", {"acts": acts})
+    assert cli.main(["capping", "calibrate", "--axis", str(tmp_path / "axis.safetensors"), "--model", "embedded",
+                     "--out", str(tmp_path / "c.pt"), "--percentiles", "0.25", "0.75"]) == 0
+    assert "calibrated on 300 default-prompt rollouts" in capsys.readouterr().out
+    got = cp.load_capping_config(tmp_path / "c.pt")
+    want = cp.calibrate(project_layers(acts, axis), axis, percentiles=[0.25, 0.75], rollouts="x")
+    caps = lambda cfg: [iv["cap"] for e in cfg["experiments"] for iv in e["interventions"]]
+    assert caps(got) == pytest.approx(caps(want), abs=1e-5) and len(caps(got)) > 0

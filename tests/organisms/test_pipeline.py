@@ -78,3 +78,18 @@ def test_recipes_load_and_validate(tmp_path):
     bad.write_text("model: x\ndataset: {}\ntrain: {adapter: rank1-down, learning_rate: 1}\n")
     with pytest.raises(ValueError, match="train: unknown key 'learning_rate'"):
         load_recipe(bad)
+
+
+def test_trigger_eval_sends_every_cell_to_the_generator(tiny_recipe, tmp_path):
+    from tiny_run import HashJudge, RecordingGenerator
+
+    from persona_probe.io import read_jsonl
+
+    gen = RecordingGenerator()
+    summary = trigger_eval(tiny_recipe, tmp_path / "eval", models={"base": None}, judge=HashJudge(),
+                           preference=False, progress=False, generator=gen)
+    assert gen.preflights == [(tiny_recipe["model"], {"base": None})]
+    assert gen.calls == [("base", 4)] * 3  # no trigger, trigger, near miss: no intervention, all served
+    assert summary["generator"]["backend"] == "http"
+    rows = read_jsonl(tmp_path / "eval" / "eval_rows.jsonl")
+    assert len(rows) == 12 and all(r["answer"].startswith(RecordingGenerator.TEXT) for r in rows)

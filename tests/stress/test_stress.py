@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import save_adapter
-from tiny_run import HashJudge, make_tiny_base_and_axis
+from tiny_run import HashJudge, RecordingGenerator, make_tiny_base_and_axis
 
 from persona_probe.io import read_jsonl
 from persona_probe.stress import Spec, expand, load_stress_config, run_stress_test
@@ -310,3 +310,24 @@ def test_an_ndif_adapter_is_validated_before_the_first_cell(setup, tmp_path, tin
     assert not (tmp_path / "run" / "samples").exists()
     with pytest.raises(ValueError, match="load.adapter_mode"):
         _config(setup, load={"adapter_mode": "fuse"})
+
+
+def test_generator_answers_the_none_cells_and_interventions_stay_in_nnsight(setup, tmp_path):
+    cfg = _config(setup, conditions=["no_trigger", "trigger"],
+                  interventions={"axis_ablation": {"layers": [1]}, "controls": ["random"]})
+    gen = RecordingGenerator()
+    rows = run_stress_test(cfg, tmp_path / "run", judge=HashJudge(), progress=False, figures=False, generator=gen)
+    assert gen.preflights == [(cfg.base, cfg.models)]  # checked once, before any cell
+    none = [r for r in rows if r["family"] == "none"]
+    assert sorted(gen.calls) == sorted((r["model"], 3) for r in none) and len(none) == 4
+    for r in rows:
+        answers = [s["answer"] for s in read_jsonl(tmp_path / "run" / r["samples"])]
+        served = [a.startswith(RecordingGenerator.TEXT) for a in answers]
+        assert all(served) if r["family"] == "none" else not any(served)
+        assert r["provenance"]["generator"]["backend"] == ("http" if r["family"] == "none" else "local")
+    # a config's generator: must name a served LoRA for every adapter
+    with pytest.raises(ValueError, match="no served LoRA name for \\['organism'\\]"):
+        _config(setup, models={"base": None, "organism": "org"}, generator="http:http://127.0.0.1:9/v1")
+    with_gen = _config(setup, generator={"url": "http://127.0.0.1:9/v1", "concurrency": 4})
+    assert with_gen.generator == {"url": "http://127.0.0.1:9/v1", "concurrency": 4}
+    assert _config(setup).key() != with_gen.key() == _config(setup, generator={"url": "http://other/v1"}).key()
