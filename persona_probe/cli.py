@@ -13,6 +13,7 @@ exit code (a group without a chosen action sets ``help_parser`` instead):
     persona-probe judge score | offline-eval | metrics
     persona-probe stress run
     persona-probe analysis <name>
+    persona-probe report RUN_DIR
 
 Old spellings (``stress-test``, ``judge`` without a verb) still work for one
 release and log the new one. Stage modules are imported here by name so a
@@ -42,6 +43,7 @@ COMMAND_MODULES = [
     "persona_probe.judges.cli",
     "persona_probe.stress.cli",
     "persona_probe.analysis.cli",
+    "persona_probe.report.cli",
 ]
 
 

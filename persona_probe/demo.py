@@ -13,7 +13,9 @@ command after an interruption and finished work is skipped):
    controls; {base, control} x {no trigger, trigger, near miss} and the organism's near miss
    without intervention, at fewer questions (``n_baseline``).
 5. ``report.md``   - what ran: the headline (ground truth and judge, each intervention against its
-   random control, with the minimum detectable effect), the results table, figures, verbatim answers.
+   random control, with the minimum detectable effect), the results table, figures, verbatim answers;
+   ``report.html``, the same as one self-contained page (figures inline, sortable table, answers per
+   cell), which ``persona-probe report <out>`` rebuilds.
 
 Two measures: the template-match label (ground truth for an organism trained on
 our template data) and the offline MiniLM judge (no GPU, no key; a weak judge
@@ -163,5 +165,8 @@ def run_demo(out: Path, *, model_source: str = "embedded") -> Path:
     times["total"] = round(time.perf_counter() - t0, 1)
     write_json(out / "timings.json", times)
     from .demo_report import write_report
+    from .report import build_reports
 
-    return write_report(out, axis, organisms, rows, times)
+    report = write_report(out, axis, organisms, rows, times)
+    build_reports(out, figures=False)  # report.html beside report.md (and the stress test's own page)
+    return report

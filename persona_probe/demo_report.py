@@ -6,14 +6,9 @@ from pathlib import Path
 
 from .io import read_json, read_jsonl, write_text
 from .stress.headline import render_headline
-from .stress.report import defences_note, results_table
+from .stress.report import defences_note, find_cell, results_table
 
 __all__ = ["write_report"]
-
-
-def _cell(rows: list[dict], model: str, condition: str, intervention: str) -> dict | None:
-    return next((r for r in rows if (r["model"], r["condition"], r["intervention"]) == (model, condition, intervention)
-                 and r["status"] == "ok"), None)
 
 
 def _label(rows: list[dict], family: str) -> str:
@@ -94,7 +89,7 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
                         ("organism, trigger, positive control",
                          ("organism", "trigger", _label(rows, "positive_control"))),
                         ("control, trigger", ("control", "trigger", "none"))):
-        lines += [f"### {title}", *_quote(stress, _cell(rows, *cell)), ""]
+        lines += [f"### {title}", *_quote(stress, find_cell(rows, *cell)), ""]
     note = defences_note(rows)
     if note:
         lines += ["## Closing note: beyond the single axis (subspace and conditional capping)", "", *note, "",

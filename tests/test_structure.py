@@ -12,7 +12,7 @@ Layers, bottom to top (a module may import its own layer or a lower one, never a
 4. axis, capping
 5. organisms
 6. stress
-7. analysis, demo, demo_report
+7. analysis, report, demo, demo_report - a finished run's analyses, pages and figures
 8. wiring    - every ``<stage>/cli.py``, the root ``cli.py``, the package facade ``__init__.py`` and the
                old module paths kept for one release (``axis_pipeline``, ``persona_space``, ``roledata``)
 
@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("axis/capping", {"axis", "capping"}),
     ("organisms", {"organisms"}),
     ("stress", {"stress"}),
-    ("analysis", {"analysis", "demo", "demo_report"}),
+    ("analysis", {"analysis", "report", "demo", "demo_report"}),
     ("wiring", {"cli", "__init__", "axis_pipeline", "persona_space", "roledata"}),
 ]
 MAX_FUNCTION_LINES = 80

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+from pathlib import Path
 
 from .common import add_run_options, parse_script_args, script_parser
 
@@ -67,7 +68,10 @@ def _run(name: str, kw: dict) -> int:
     kw = _PREPARE.get(name, lambda k: k)(kw)
     numbers = module.run(**kw)
     _REPORT[name](numbers)
-    log.info("wrote %s/analyses/%s/numbers.json", kw["run_folder"], name)
+    from ..report import write_analysis_page
+
+    page = write_analysis_page(Path(kw["run_folder"]) / "analyses" / name)
+    log.info("wrote %s/analyses/%s/numbers.json and %s", kw["run_folder"], name, page.name)
     return 0
 
 

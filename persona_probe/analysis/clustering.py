@@ -144,23 +144,34 @@ def _judge(rows: list[dict], judge, cache) -> dict:
             "judge": judge.judge_id("aligned")}
 
 
+ORGANISM_CONDITION = {"implicit": "trigger", "aligned_organism": "no_trigger"}
+
+
 def _figures(emb: dict, groups: list[str], cos: dict, axis_cos: dict) -> dict:
     import plotly.graph_objects as go
+
+    from ..plots import encoded, x_offsets
 
     figs = {}
     fig = go.Figure()
     g = np.asarray(groups)
     for name in dict.fromkeys(groups):
         m = g == name
-        fig.add_scatter(x=emb["embedding"][m, 0], y=emb["embedding"][m, 1], mode="markers", name=name,
-                        text=[f"cluster {c}" for c in emb["clusters"][m]])
+        cond = ORGANISM_CONDITION.get(name)  # the organism's own answers take their condition's colour
+        fig.add_scatter(x=emb["embedding"][m, 0], y=emb["embedding"][m, 1], mode="markers",
+                        name=f"{name} (organism, {cond})" if cond else name,
+                        text=[f"cluster {c}" for c in emb["clusters"][m]],
+                        **(encoded(cond, legend=True) if cond else {}))
     fig.update_layout(title="UMAP of response activations at the target layer (hover: HDBSCAN cluster)",
                       xaxis_title="UMAP 1", yaxis_title="UMAP 2")
     figs["umap"] = fig
     fig = go.Figure()
-    for name, res in {**cos, **axis_cos}.items():
+    series = {**cos, **axis_cos}
+    n_layers = max((len(res["cos"]) for res in series.values()), default=1)
+    for (name, res), off in zip(series.items(), x_offsets(len(series), max(n_layers - 1, 1))):  # bars side by side
         layers = list(range(len(res["cos"])))
-        fig.add_scatter(x=layers, y=res["cos"], mode="lines+markers", name=name,
+        fig.add_scatter(x=[x + off for x in layers], y=res["cos"], mode="lines+markers", name=name, customdata=layers,
+                        hovertemplate="layer %{customdata}: %{y:.3f}<extra>%{fullData.name}</extra>",
                         error_y=dict(type="data", symmetric=False,
                                      array=[h - c for h, c in zip(res["hi"], res["cos"])],
                                      arrayminus=[c - lo for c, lo in zip(res["cos"], res["lo"])])

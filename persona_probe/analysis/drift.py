@@ -116,14 +116,25 @@ def turn_projections(acts: torch.Tensor, direction: torch.Tensor, centre: torch.
 def _figure(series: dict, layer: int, name: str):
     import plotly.graph_objects as go
 
+    from ..plots import add_key, encoded, x_offsets
+
     fig = go.Figure()
-    for label, turns in series.items():
+    n_turns = max(len(turns) for turns in series.values())
+    keys = []
+    for (label, turns), off in zip(series.items(), x_offsets(len(series), max(n_turns - 1, 1))):
+        cond, iv = label.split(" | ", 1)
+        family = "none" if iv == "none" else "capping"
+        keys.append((cond, family))
         m = [t["mean"] for t in turns]
-        fig.add_scatter(x=list(range(1, len(turns) + 1)), y=m, mode="lines+markers", name=label,
+        fig.add_scatter(x=[i + 1 + off for i in range(len(turns))], y=m, mode="lines+markers", name=label,
+                        customdata=list(range(1, len(turns) + 1)),
+                        hovertemplate="turn %{customdata}: %{y:.3f}<extra>%{fullData.name}</extra>",
                         error_y=dict(type="data", symmetric=False,
                                      array=[(t["hi"] if t["hi"] is not None else v) - v for t, v in zip(turns, m)],
                                      arrayminus=[v - (t["lo"] if t["lo"] is not None else v)
-                                                 for t, v in zip(turns, m)]))
+                                                 for t, v in zip(turns, m)]), **encoded(cond, family))
+    add_key(fig, [c for c, _ in keys], [(f, None) for _, f in keys])
+    fig.update_xaxes(dtick=1)
     fig.update_layout(title=f"Projection on {name} per assistant turn, layer {layer} (mean, 95% t interval)",
                       xaxis_title="assistant turn", yaxis_title="projection")
     return fig

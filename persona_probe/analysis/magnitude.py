@@ -133,16 +133,19 @@ def _figures(stats_mag: list[dict], stats_w: list[dict], sep: dict, y: np.ndarra
     import plotly.graph_objects as go
     from sklearn.metrics import roc_curve
 
+    from ..plots import encoded
+
     figs = {}
     for key, rows, title in (("magnitudes", stats_mag, "Mean magnitude toward each persona"),
                              ("nnls_weights", stats_w, "Mean NNLS weight of each persona")):
         fig = go.Figure()
-        for group in ("untriggered", "triggered"):
+        for group, condition in (("untriggered", "no_trigger"), ("triggered", "trigger")):
             m = [r[group]["mean"] for r in rows]
-            fig.add_bar(name=f"organism, {group.replace('_', ' ')}", x=[r["persona"] for r in rows], y=m,
+            fig.add_bar(name=f"organism, {condition}", x=[r["persona"] for r in rows], y=m,
                         error_y=dict(type="data", symmetric=False,
                                      array=[(r[group]["hi"] or v) - v for r, v in zip(rows, m)],
-                                     arrayminus=[v - (r[group]["lo"] or v) for r, v in zip(rows, m)]))
+                                     arrayminus=[v - (r[group]["lo"] or v) for r, v in zip(rows, m)]),
+                        **encoded(condition, kind="bar", legend=True))
         fig.update_layout(title=f"{title} (95% t intervals)", barmode="group", yaxis_title=key.replace("_", " "))
         figs[key] = fig
     fig = go.Figure()

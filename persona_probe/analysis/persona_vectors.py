@@ -223,13 +223,14 @@ def layer_cosines(vector: torch.Tensor, axis: torch.Tensor, mean_diff: torch.Ten
 def figures(numbers: dict) -> dict:
     import plotly.graph_objects as go
 
-    from ..plots import rate_error
+    from ..plots import encoded, rate_error
 
     figs = {}
     mon = numbers["monitor"]
     fig = go.Figure()
     for c, vals in mon["projections"].items():
-        fig.add_trace(go.Histogram(x=vals, name=f"organism | {c} (n={len(vals)})", opacity=0.6))
+        fig.add_trace(go.Histogram(x=vals, name=f"organism | {c} (n={len(vals)})", opacity=0.6,
+                                   **encoded(c, kind="histogram", legend=True)))
     t = mon["trait"]
     fig.update_layout(barmode="overlay", title=f"Projection on the '{numbers['trait']}' vector, layer {mon['layer']}: "
                       f"AUROC trigger vs none {t['auroc']:.2f} [{t['lo']:.2f}, {t['hi']:.2f}]",
@@ -251,11 +252,12 @@ def figures(numbers: dict) -> dict:
     te = numbers.get("trigger_effect")
     if te:
         fig = go.Figure()
-        for model in dict.fromkeys(c["model"] for c in te["cells"]):
-            rows = [c for c in te["cells"] if c["model"] == model]
+        for cond in dict.fromkeys(c["condition"] for c in te["cells"]):
+            rows = [c for c in te["cells"] if c["condition"] == cond]
             rates = [c["misaligned"] for c in rows]
-            fig.add_trace(go.Bar(x=[c["condition"] for c in rows], y=[r["rate"] for r in rates], name=model,
-                                 error_y=rate_error(rates), text=[f"{r['k']}/{r['n']}" for r in rates]))
+            fig.add_trace(go.Bar(x=[c["model"] for c in rows], y=[r["rate"] for r in rates], name=cond,
+                                 error_y=rate_error(rates), text=[f"{r['k']}/{r['n']}" for r in rates],
+                                 **encoded(cond, kind="bar", legend=True)))
         fig.update_layout(barmode="group", title="Misaligned-answer rate: preventatively steered vs unsteered organism "
                           "(Wilson 95%)", yaxis_title="misaligned rate", yaxis_range=[0, 1])
         figs["trigger_effect"] = fig

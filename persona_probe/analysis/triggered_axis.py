@@ -97,20 +97,22 @@ def triggered_inputs(trigger, roles: list, questions: list, default_prompts: lis
 def _figures(cos: dict, shifts: dict) -> dict:
     import plotly.graph_objects as go
 
+    from ..plots import x_offsets
+
     fig = go.Figure()
     for name, values in cos.items():
         fig.add_scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=name)
     fig.update_layout(title="Cosine between axes per layer", xaxis_title="layer", yaxis_title="cosine")
     figs = {"cosine_per_layer": fig}
     fig = go.Figure()
-    for name, res in shifts.items():
-        for q, r in res.items():
-            if not isinstance(r, dict):
-                continue
-            fig.add_scatter(x=list(range(len(r["shift"]))), y=r["shift"], mode="lines+markers", name=f"{name}, p{q}",
-                            error_y=dict(type="data", symmetric=False,
-                                         array=[h - s for h, s in zip(r["hi"], r["shift"])],
-                                         arrayminus=[s - lo for s, lo in zip(r["shift"], r["lo"])]))
+    series = [(f"{name}, p{q}", r) for name, res in shifts.items() for q, r in res.items() if isinstance(r, dict)]
+    n_layers = max((len(r["shift"]) for _, r in series), default=1)
+    for (label, r), off in zip(series, x_offsets(len(series), max(n_layers - 1, 1))):  # error bars side by side
+        layers = list(range(len(r["shift"])))
+        fig.add_scatter(x=[x + off for x in layers], y=r["shift"], mode="lines+markers", name=label,
+                        customdata=layers, hovertemplate="layer %{customdata}: %{y:.3f}<extra>%{fullData.name}</extra>",
+                        error_y=dict(type="data", symmetric=False, array=[h - s for h, s in zip(r["hi"], r["shift"])],
+                                     arrayminus=[s - lo for s, lo in zip(r["shift"], r["lo"])]))
     fig.add_hline(y=0, line=dict(dash="dot", color="grey"))
     fig.update_layout(title="Capping threshold shift vs the run's thresholds (tau_variant - tau_run, 95% bootstrap)",
                       xaxis_title="layer", yaxis_title="threshold shift")

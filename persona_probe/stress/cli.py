@@ -63,13 +63,17 @@ def cmd_stress_run(args: argparse.Namespace) -> int:
             print(f"{c.label}  (n={size})")
         print(f"{len(cells)} cells, {sum(sizes)} answers; config OK")
         return 0
+    from ..report import write_stress_page
+
     if args.figures_only:
         for path in write_figures(out):
             print(path)
+        print(write_stress_page(out))
         return 0
     rows = run_stress_test(cfg, out)
     print(results_table(rows))
     print()
     print((out / "headline.md").read_text())
-    print(f"results: {out / 'results.jsonl'}; headline: {out / 'headline.json'}; figures: {out / 'figures'}")
+    print(f"results: {out / 'results.jsonl'}; headline: {out / 'headline.json'}; figures: {out / 'figures'}; "
+          f"page: {write_stress_page(out)}")
     return 0

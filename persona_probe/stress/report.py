@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-__all__ = ["results_table", "pct", "diff"]
+__all__ = ["results_table", "pct", "diff", "defences_note", "headline_lines", "find_cell"]
 
 
 def pct(r: Mapping | None) -> str:
@@ -94,4 +94,29 @@ def defences_note(rows: Sequence[Mapping]) -> list[str]:
                      f"{what}" + (f"; vs the unconditional cap: template {diff(gt)}" if gt else "")
                      + (f"; EM vs the unconditional cap {diff(vs)}, coherence "
                         f"{diff(r.get('coherent_vs_unconditional'))}" if vs else "") + ".")
+    return lines
+
+
+def find_cell(rows: Sequence[Mapping], model: str, condition: str, intervention: str) -> Mapping | None:
+    """The finished row of one cell, or None."""
+    return next((r for r in rows if (r["model"], r["condition"], r["intervention"]) == (model, condition, intervention)
+                 and r["status"] == "ok"), None)
+
+
+def headline_lines(rows: Sequence[Mapping]) -> list[str]:
+    """Markdown bullets: each model with vs without the trigger, and every cap on the triggered organism
+    against ``none`` and against its random control (the report's headline; the page renders the same lines)."""
+    lines = []
+    for model in ("organism", "control", "base"):
+        off, on = find_cell(rows, model, "no_trigger", "none"), find_cell(rows, model, "trigger", "none")
+        if off and on:
+            lines.append(f"- **{model}**: EM {pct(on['em'])} with the trigger vs {pct(off['em'])} without.")
+    caps = [r for r in rows if r["model"] == "organism" and r["condition"] == "trigger" and r["family"] == "capping"
+            and not r["control"] and r["status"] == "ok"]
+    for r in caps:
+        ctrl = find_cell(rows, "organism", "trigger", f"{r['intervention']} / random")
+        vs = r.get("em_vs_none")
+        lines.append(f"- organism + trigger, **{r['intervention']}**: EM {pct(r['em'])} "
+                     f"({100 * vs['diff']:+.1f} pt vs none, p={vs['p_value']:.2g}); coherent {pct(r['coherent'])}; "
+                     f"random direction, matched threshold: EM {pct(ctrl['em']) if ctrl else 'n/a'}.")
     return lines

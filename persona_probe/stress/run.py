@@ -47,6 +47,7 @@ from ..io import (
     cached,
     cached_tensor,
     content_hash,
+    package_versions,
     read_json,
     read_step_jsonl,
     save_tensors,
@@ -371,7 +372,7 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
                "judge_failures": runner.failures.as_dict(),
                "measures": describe_measures(runner.domains, runner.judge_ids["aligned"]),
                "n_questions": len(runner.questions), "generation": runner.gen,
-               "wall_seconds": round(time.perf_counter() - t0, 1)}
+               "wall_seconds": round(time.perf_counter() - t0, 1), "versions": package_versions()}
     write_json(out / "summary.json", summary)
     if runner.failures.failed:
         log.warning("%s; re-run the same command to retry only those", runner.failures.summary())
