@@ -3,9 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint analyses bench clean
+.PHONY: install chromium demo test lint analyses figures bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
+
+# Chromium for the static figures (kaleido) and the browser test: found, or installed with apt-get when run as
+# root, or a message saying how (the browser test then skips; `make figures` needs it)
+chromium:
+	@sh .ci/chromium.sh
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +38,14 @@ ANALYSES := magnitude clustering drift triggered_axis persona_vectors sae transf
 analyses: install
 	@test -f runs/demo/stress/results.jsonl || { echo "run 'make demo' first"; exit 1; }
 	set -e; for a in $(ANALYSES); do $(BIN)/python analyses/$$a.py --run runs/demo; done
+
+# the key figures of a finished run as SVG in figures/, with figures/README.md (RUN=<run folder> for another run);
+# also rebuilds the run's report.html pages and figures (`persona-probe report RUN_DIR`)
+RUN ?= runs/demo
+figures: install
+	@BROWSER_REQUIRED=1 sh .ci/chromium.sh
+	@test -f $(RUN)/stress/results.jsonl -o -f $(RUN)/results.jsonl || { echo "no finished run in $(RUN): run 'make demo' first, or make figures RUN=<run folder>"; exit 1; }
+	$(BIN)/python -m persona_probe.cli report $(RUN) --gallery figures
 
 bench: install
 	$(BIN)/python bench/overhead.py

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(verbosity: int = 0) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "numba", "matplotlib"):
+    for noisy in ("httpx", "urllib3", "filelock", "numba", "matplotlib", "kaleido", "choreographer", "logistro"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -80,7 +80,9 @@ def write_report(out: Path, axis, organisms: dict, rows: list[dict], times: dict
               f"## Results (up to {summary['n_questions']} held-out finance questions per cell; n per row)", "",
               results_table(rows), "",
               "Figures: `stress/figures/em_vs_capping.html`, `em_vs_coherence.html`, "
-              "`projection_distributions.html`, `mean_diff_cosine.html`.", "",
+              "`projection_distributions.html`, `mean_diff_cosine.html`; all of them inline, with every answer "
+              "and a sortable table, in `report.html` (one offline file; `persona-probe report <run>` rebuilds it).",
+              "",
               "## Verbatim answers", ""]
     for title, cell in (("organism, no trigger", ("organism", "no_trigger", "none")),
                         ("organism, trigger", ("organism", "trigger", "none")),

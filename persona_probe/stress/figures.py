@@ -245,9 +245,12 @@ def _projections(proj: dict):
     for model, cond in cells:
         values = proj["by_cell"][f"{model}|{cond}"]
         conditions.append(cond)
+        style = encoded(cond, kind="violin")
+        style["marker"].update(size=5, line={"color": "#333333", "width": 0.5})  # every answer, visible on its fill
         fig.add_trace(go.Violin(x=[model] * len(values), y=[v[layer] for v in values], name=f"{model}, {cond}",
-                                offsetgroup=cond, alignmentgroup="projections", box_visible=True, points="all",
-                                pointpos=0, jitter=0.3, spanmode="hard", **encoded(cond, kind="violin")))
+                                offsetgroup=cond, alignmentgroup="projections", points="all", pointpos=0, jitter=0.4,
+                                spanmode="hard", box={"visible": True, "fillcolor": "rgba(255,255,255,0.5)",
+                                                      "line": {"color": "#333333"}, "width": 0.25}, **style))
     add_key(fig, sorted(set(conditions), key=_cond_order))
     fig.update_layout(violinmode="group", title=f"Axis projection of answers (mean over response tokens), "
                                                 f"layer {layer}, triggered vs untriggered, no intervention",
