@@ -35,7 +35,7 @@ FIGURE_JSON = ".plotly.json"
 
 CONDITION_COLORS: dict[str, str] = {"no_trigger": "#0072B2", "trigger": "#D55E00", "near_miss": "#009E73"}
 _MORE_CONDITION_COLORS = ("#CC79A7", "#E69F00", "#56B4E9", "#F0E442")  # conditions a config adds later
-SERIES_COLORS: tuple[str, ...] = ("#000000", "#7F7F7F", "#8C564B", "#9467BD", "#17BECF", "#BCBD22")
+SERIES_COLORS: tuple[str, ...] = ("#4D4D4D", "#9467BD", "#8C564B", "#BCBD22", "#17BECF", "#7F7F7F")
 KEY_COLOR = "#444444"  # the intervention entries of a legend key: style only, no condition
 
 FAMILY_SYMBOLS: dict[str, str] = {

@@ -102,7 +102,18 @@ def _plain(v: Any):
         return _comparison_cell(v)
     if isinstance(v, float):
         return (f"{v:.4g}", v)
-    return v if isinstance(v, (str, int)) or v is None else json.dumps(v, default=str)
+    return v if isinstance(v, (str, int)) or v is None else json.dumps(_rounded(v), default=str)
+
+
+def _rounded(v: Any):
+    """Floats to 4 significant digits, all the way down (a page is read, not parsed)."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, Mapping):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def headline_section(stress: Path, rows: Sequence[Mapping]) -> str:
@@ -195,5 +206,5 @@ def numbers_section(numbers: Mapping) -> str:
     large = {k: v for k, v in numbers.items() if k not in small and k not in ("provenance", "figures")}
     out = [kv_table({k: _plain(v) for k, v in small.items()})]
     for k, v in large.items():
-        out.append(details(esc(k), f"<pre>{esc(json.dumps(v, indent=1, default=str)[:20000])}</pre>"))
+        out.append(details(esc(k), f"<pre>{esc(json.dumps(_rounded(v), indent=1, default=str)[:20000])}</pre>"))
     return "\n".join(out)
