@@ -93,7 +93,10 @@ def write_gallery(run: str | Path, out: str | Path, *, command: str) -> list[Pat
     """
     run, out = Path(run), Path(out)
     pairs = []
+    stress_only = (run / "results.jsonl").exists()  # a stress-test folder: its figures/ is the run's stress/figures/
     for pattern, name in GALLERY:  # a pattern (drift's figures are named by layer) takes its first match
+        if stress_only:
+            pattern = pattern.removeprefix("stress/")
         found = sorted(run.glob(f"{pattern}{FIGURE_JSON}"))
         if found:
             pairs.append((found[0], out / f"{name}.svg", found[0].relative_to(run).as_posix()[: -len(FIGURE_JSON)]))
