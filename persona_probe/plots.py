@@ -111,7 +111,8 @@ def add_key(fig, conditions: Iterable[str] = (), interventions: Iterable[tuple[s
         fig.add_trace(go.Scatter(
             x=[None], y=[None], mode="lines+markers", name=intervention_name(family, control),
             legendgroup=intervention_name(family, control), showlegend=True,
-            line={"color": KEY_COLOR, "dash": style["dash"]}, marker={"color": KEY_COLOR, "symbol": style["symbol"]},
+            line={"color": KEY_COLOR, "dash": style["dash"]},
+            marker={"color": KEY_COLOR, "symbol": style["symbol"], "size": 9},
             legendgrouptitle_text="intervention (line, marker)" if i == 0 else None,
             meta={"key": "intervention", "family": family, "control": control}, hoverinfo="skip"))
 

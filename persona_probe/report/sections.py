@@ -26,6 +26,8 @@ FIGURE_NOTES = {
     "em_vs_coherence": "The trade-off: EM rate against coherence, one point per intervention cell.",
     "projection_distributions": "Axis projections of the uncapped answers, triggered vs untriggered, per model.",
     "mean_diff_cosine": "Cosine of the mean-diff misalignment direction with the Assistant Axis, per layer.",
+    "defences_em_vs_coherence": "Beyond the single axis: EM against coherence for single-axis, subspace and "
+                                "conditional capping, each joined to its matched controls.",
     "variance_explained": "Variance of the role vectors explained by each principal component.",
     "pc1_axis_cosine": "How well PC1 of persona space lines up with the Assistant Axis, per layer.",
     "roles_pc1_pc2": "Roles on the first two principal components (colour: projection on the axis).",

@@ -30,6 +30,7 @@ GALLERY: list[tuple[str, str]] = [
     ("stress/figures/em_vs_capping", "em_vs_capping"),
     ("stress/figures/projection_distributions", "axis_projections_by_condition"),
     ("stress/figures/em_vs_coherence", "em_vs_coherence"),
+    ("stress/figures/defences_em_vs_coherence", "defences_em_vs_coherence"),
     ("stress/figures/mean_diff_cosine", "mean_diff_cosine"),
     ("axis/figures/roles_pc1_pc2", "persona_space_roles"),
     ("axis/figures/pc1_axis_cosine", "persona_space_pc1_axis_cosine"),

@@ -116,8 +116,8 @@ def _rate_vs_capping(rows: list[dict], metric: str = "em", label: str = "EM rate
                     row=row, col=col)
                 seen_iv.append(("none", None))
     add_key(fig, sorted(set(seen_cond), key=_cond_order), seen_iv)
-    fig.update_layout(title=f"{label} vs capping percentile (Wilson 95% intervals; random control: random "
-                            "direction at a matched threshold)", height=_height(fig, cells[-1][0]))
+    fig.update_layout(title=f"{label} vs capping percentile<br><sup>Wilson 95% intervals; random control: a random "
+                            "direction at a matched threshold</sup>", height=_height(fig, cells[-1][0]))
     fig.update_yaxes(title_text=label, col=1)
     fig.update_xaxes(title_text="capping percentile")
     return fig
@@ -169,7 +169,7 @@ def _joins(fig, a: dict, others: list[dict], key: str, dash: str, row: int, col:
 
     for b in others:
         fig.add_trace(go.Scatter(x=[a["coherent"]["rate"], b["coherent"]["rate"]], y=[a[key]["rate"], b[key]["rate"]],
-                                 mode="lines", hoverinfo="skip", showlegend=False,
+                                 mode="lines", hoverinfo="skip", showlegend=False, meta={"join": dash},
                                  line=dict(color="#BBBBBB", dash=dash, width=1)), row=row, col=col)
 
 
@@ -227,9 +227,10 @@ def _defences(rows: list[dict]):
         fig.update_yaxes(title_text=title, row=i, col=1)
     add_key(fig, conditions, drawn)
     fig.update_xaxes(title_text="coherence rate", row=len(measures))
-    fig.update_layout(title="Beyond the single axis: EM vs coherence for single-axis, subspace and conditional capping "
-                            "(open: matched control, joined by grey dashes; grey solid: the same cap unconditionally; "
-                            "Wilson 95% intervals)", height=max(_height(fig, len(measures)), 380 * len(measures)))
+    fig.update_layout(title="Beyond the single axis: EM vs coherence for single-axis, subspace and conditional capping"
+                            "<br><sup>open: matched control, joined by grey dashes; grey solid: the same cap "
+                            "unconditionally; Wilson 95% intervals</sup>",
+                      height=max(_height(fig, len(measures)), 380 * len(measures)))
     return fig
 
 
