@@ -41,8 +41,8 @@ KEY_COLOR = "#444444"  # the intervention entries of a legend key: style only, n
 FAMILY_SYMBOLS: dict[str, str] = {
     "none": "x", "capping": "circle", "triggered_capping": "square", "subspace_capping": "pentagon",
     "conditional_capping": "hexagon", "steering": "diamond", "axis_ablation": "triangle-up",
-    "mean_diff_ablation": "triangle-down"}
-_MORE_SYMBOLS = ("star", "cross", "hourglass", "bowtie", "triangle-left", "triangle-right", "star-diamond")
+    "mean_diff_ablation": "triangle-down", "positive_control": "star"}
+_MORE_SYMBOLS = ("star-square", "cross", "hourglass", "bowtie", "triangle-left", "triangle-right", "star-diamond")
 CONTROL_DASH: dict[str | None, str] = {None: "solid", "random": "dash", "orthogonal": "dashdot"}
 _CONTROL_MARK = {None: "", "random": "-open", "orthogonal": "-open-dot"}
 

@@ -16,7 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "tracing_session.ipynb"
 
 
+def _need(*modules: str) -> None:
+    """The notebook test is never skipped: a missing runner is an error that says how to install it."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"the notebook test needs {', '.join(missing)}: pip install -e '.[dev]' (make test installs it)")
+
+
 def test_notebook_is_stored_without_outputs():
+    _need("nbformat")
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -27,6 +37,7 @@ def test_notebook_is_stored_without_outputs():
 @pytest.mark.slow
 @pytest.mark.embedded
 def test_tracing_session_notebook_runs(monkeypatch):
+    _need("nbformat", "nbclient", "ipykernel")
     import nbformat
     from nbclient import NotebookClient
 

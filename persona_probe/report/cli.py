@@ -29,9 +29,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .build import build_reports
 
     if args.gallery:
-        from .static import require_browser
+        from .static import require_browser, require_kaleido
 
-        require_browser()  # fail before any work when the export cannot run
+        require_kaleido()  # fail before any work when the export cannot run
+        require_browser()
     for path in build_reports(args.run_dir, figures=args.figures):
         print(path)
     if args.gallery:

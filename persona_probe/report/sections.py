@@ -2,7 +2,7 @@
 
 Each function takes what is on disk and shows all of it: every rate-shaped column of
 ``results.jsonl`` (a new one appears without a change here), every figure in a figures folder,
-a ``headline.json`` (or ``summary.json``'s ``headline``) when the run wrote one.
+the stress test's ``headline.json`` when the run wrote one (:mod:`.headline`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from ..io import read_json, read_jsonl
 from ..plots import FIGURE_JSON
-from ..stress.report import headline_lines, pct
-from .html import details, esc, figure_html, inline_md, kv_table, table
+from ..stress.report import pct
+from .html import details, esc, figure_html, kv_table, table
 
 __all__ = ["headline_section", "results_section", "figures_section", "answers_section", "provenance_section",
            "numbers_section", "rate_columns", "FIGURE_NOTES"]
@@ -119,16 +119,14 @@ def _rounded(v: Any):
 
 
 def headline_section(stress: Path, rows: Sequence[Mapping]) -> str:
-    """The run's own headline file (when it wrote one), then the capping lines every run has."""
-    parts = []
-    summary = read_json(stress / "summary.json") if (stress / "summary.json").exists() else {}
-    recorded = read_json(stress / "headline.json") if (stress / "headline.json").exists() else summary.get("headline")
-    if recorded:
-        parts.append(_generic(recorded))
-    lines = headline_lines(rows)
-    if lines:
-        parts.append("<ul>" + "".join(f"<li>{inline_md(line[2:])}</li>" for line in lines) + "</ul>")
-    return "\n".join(parts) or "<p class='muted'>No finished trigger / no-trigger pair to summarise.</p>"
+    """The stress test's ``headline.json`` when the run wrote one, else the capping lines from its rows."""
+    from .headline import fallback_html, headline_html
+
+    path = stress / "headline.json"
+    if not path.exists():
+        return fallback_html(rows)
+    recorded = read_json(path)
+    return headline_html(recorded) if isinstance(recorded, Mapping) and "tables" in recorded else _generic(recorded)
 
 
 def figures_section(folder: Path, page_dir: Path, prefix: str) -> str:

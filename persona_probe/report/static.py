@@ -19,7 +19,8 @@ from .sections import FIGURE_NOTES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GALLERY", "find_browser", "require_browser", "export_svgs", "write_gallery", "INSTALL_HINT"]
+__all__ = ["GALLERY", "find_browser", "require_browser", "require_kaleido", "export_svgs", "write_gallery",
+           "INSTALL_HINT"]
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 INSTALL_HINT = ("static figures need Chromium: `sudo apt-get install chromium` (Debian/Ubuntu; `make install` does "
@@ -58,12 +59,21 @@ def require_browser() -> str:
     return path
 
 
+def require_kaleido():
+    """The kaleido module, or an error saying how to install it."""
+    try:
+        import kaleido
+    except ImportError as e:
+        raise RuntimeError("static figures need kaleido >= 1: pip install 'kaleido>=1' (in the dev extras; "
+                           "`make install` installs it)") from e
+    return kaleido
+
+
 def export_svgs(figures: Sequence[tuple[Path, Path]], *, width: int = 1100, height: int | None = None) -> list[Path]:
     """Render ``(figure .plotly.json, out .svg)`` pairs in one browser session; returns the written paths."""
     import json
 
-    import kaleido
-
+    kaleido = require_kaleido()
     browser = require_browser()
     specs = []
     for src, out in figures:

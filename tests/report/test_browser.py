@@ -22,16 +22,19 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
 
 
-def _browser() -> str:
+def _browser(module: str = "playwright.sync_api") -> str:
+    """The Chromium to drive, after checking ``module`` (playwright, or kaleido for the export) imports."""
+    import importlib
+
     reason = None
     path = find_browser()
     if path is None:
         reason = f"no Chromium: {INSTALL_HINT}"
     else:
         try:
-            import playwright.sync_api  # noqa: F401
+            importlib.import_module(module)
         except ImportError:
-            reason = "playwright is not installed (pip install -e '.[dev]')"
+            reason = f"{module.split('.')[0]} is not installed (pip install -e '.[dev]', or make install)"
     if reason:
         if os.environ.get("PERSONA_PROBE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"the browser test must run here but cannot: {reason}")
@@ -92,7 +95,7 @@ def test_report_renders_sorts_and_stays_offline(run, tmp_path):
 
 
 def test_gallery_exports_svg_with_its_readme(run, tmp_path):
-    _browser()
+    _browser("kaleido")
     paths = write_gallery(run, tmp_path / "figures", command="persona-probe report RUN --gallery figures")
     names = {p.name for p in paths}
     assert {"em_vs_capping.svg", "axis_projections_by_condition.svg", "persona_space_roles.svg"} <= names

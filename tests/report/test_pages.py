@@ -13,18 +13,47 @@ from persona_probe.io import read_jsonl, write_json, write_jsonl
 from persona_probe.report import build_reports, folder_kind
 
 
+def _rate(k: int, n: int) -> dict:
+    return {"k": k, "n": n, "rate": k / n, "lo": 0.01, "hi": 0.6, "excluded": 0}
+
+
+def _vs(diff: float) -> dict:
+    return {"diff": diff, "lo": diff - 0.3, "hi": diff + 0.3, "p_value": 0.4321, "test": "fisher",
+            "mde": {"down": 0.61, "up": None, "p0": 0.5, "n": 6, "n0": 6, "method": "exact"}}
+
+
+def _headline() -> dict:
+    """A ``headline.json`` as the stress run writes it (ground truth, judge, positive control, MDE)."""
+    def entry(name, family, k, ref=True):
+        return {"intervention": name, "family": family, "n": 6,
+                **{m: {"rate": _rate(k, 6), "vs_none": _vs(k / 6 - 0.5), **({"vs_control": _vs(-0.25)} if ref
+                                                                               else {})} for m in ("template", "em")}}
+
+    pos = entry("positive control: ablate trigger dir.", "positive_control", 1)
+    pos["controls"] = [entry("positive control: ablate trigger dir. / random", "positive_control", 3, False)]
+    return {"question": "does the intervention move misalignment more than its random control does?",
+            "measures": [{"name": "template", "kind": "ground truth", "definition": "reuses a misaligned template"},
+                         {"name": "em", "kind": "judge", "judge": "test:hash:aligned@v1", "definition": "judged"}],
+            "mde": {"alpha": 0.05, "power": 0.8, "method": "exact power of the two-sided Fisher test"},
+            "model": "organism", "tables": [{"model": "organism", "condition": "trigger",
+                                             "none": entry("none", "none", 3, False), "interventions": [pos]}],
+            "baselines": [{"model": "organism", "condition": "trigger", "n": 6, "template": _rate(3, 6),
+                           "em": _rate(3, 6)}],
+            "trigger_effect": [{"model": "organism", "template": _vs(0.5), "em": _vs(0.5)}]}
+
+
 @pytest.fixture(scope="module")
 def run(tiny_run, tmp_path_factory):
-    """A copy of the tiny run with what other issues add to a run: a headline file and one more rate column."""
+    """A copy of the tiny run with one more rate column, and a headline file when the run did not write one."""
     run = tmp_path_factory.mktemp("pages") / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("analyses"))
     rows = read_jsonl(run / "stress" / "results.jsonl")
     for r in rows:
         if r["status"] == "ok":
-            r["template"] = {"k": 1, "n": r["n"], "rate": 1 / r["n"], "lo": 0.01, "hi": 0.6, "excluded": 0}
+            r["extra_rate"] = {"k": 1, "n": r["n"], "rate": 1 / r["n"], "lo": 0.01, "hi": 0.6, "excluded": 0}
     write_jsonl(run / "stress" / "results.jsonl", rows)
-    write_json(run / "stress" / "headline.json", {"organism, trigger": {"template": rows[4]["template"],
-                                                                        "mde": 0.4321}})
+    if not (run / "stress" / "headline.json").exists():
+        write_json(run / "stress" / "headline.json", _headline())
     return run
 
 
@@ -56,9 +85,12 @@ def test_the_demo_page_holds_the_run(run, pages):
     assert len(figures) >= 7 and page.count("Plotly.newPlot(") == len(figures)
     body = page.split('class="sortable results"')[1].split("<tbody>")[1].split("</tbody>")[0]
     assert body.count("<tr>") == len(rows)  # every cell of results.jsonl is a row of the table
-    assert 'class="sortable results"' in page and "template [95% CI]" in page  # a new rate column shows up
-    assert "mde" in page and "0.4321" in page  # the run's headline file
-    assert "cap layers_0:2-p0.25</strong>" in page  # the capping headline lines
+    assert 'class="sortable results"' in page and "extra_rate [95% CI]" in page  # a new rate column shows up
+    headline = page.split("id='headline'")[1].split("<h2")[0]  # headline.json: ground truth and judge, with MDE
+    for text in ("ground truth: template [95% CI]", "judge: em [95% CI]", "real vs random", "MDE ↓", "p=0.43",
+                 "<strong>Positive control</strong>", "positive control: ablate trigger dir.", "trigger vs no trigger"):
+        assert text in headline, text
+    assert "no <code>headline.json</code>" not in page
     ok = [r for r in rows if r["status"] == "ok"]
     assert page.count("<details>") == len(ok)  # one collapsed block of verbatim answers per cell
     first = read_jsonl(run / "stress" / ok[0]["samples"])
@@ -72,6 +104,16 @@ def _html(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_a_run_without_headline_json_gets_its_capping_lines_and_a_note(run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / "stress" / "headline.json").unlink()
+    build_reports(old, figures=False)
+    headline = (old / "report.html").read_text().split("id='headline'")[1].split("<h2")[0]
+    assert "no <code>headline.json</code>" in headline and "rerun its stress stage" in headline
+    assert "cap layers_0:2-p0.25</strong>" in headline and "with the trigger vs" in headline  # from results.jsonl
 
 
 def test_pages_fetch_nothing_from_the_network(pages):
