@@ -23,6 +23,8 @@ __all__ = ["headline_section", "results_section", "figures_section", "answers_se
 FIGURE_NOTES = {
     "em_vs_capping": "EM rate against capping percentile per capped layer window, each condition with its "
                      "random-direction control at a matched threshold and its no-intervention rate.",
+    "template_vs_capping": "The same sweep on the ground truth: the rate of answers that reuse a misaligned "
+                           "training template (no judge), each condition with its random-direction control.",
     "em_vs_coherence": "The trade-off: EM rate against coherence, one point per intervention cell.",
     "projection_distributions": "Axis projections of the uncapped answers, triggered vs untriggered, per model.",
     "mean_diff_cosine": "Cosine of the mean-diff misalignment direction with the Assistant Axis, per layer.",

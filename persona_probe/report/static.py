@@ -30,6 +30,7 @@ INSTALL_HINT = ("static figures need Chromium: `sudo apt-get install chromium` (
 GALLERY: list[tuple[str, str]] = [
     ("stress/figures/em_vs_capping", "em_vs_capping"),
     ("stress/figures/projection_distributions", "axis_projections_by_condition"),
+    ("stress/figures/template_vs_capping", "template_vs_capping"),
     ("stress/figures/em_vs_coherence", "em_vs_coherence"),
     ("stress/figures/defences_em_vs_coherence", "defences_em_vs_coherence"),
     ("stress/figures/mean_diff_cosine", "mean_diff_cosine"),
