@@ -27,7 +27,7 @@ import torch
 
 T = TypeVar("T")
 
-__all__ = ["atomic_write", "package_versions", "write_text", "write_json", "read_json", "read_jsonl", "write_jsonl",
+__all__ = ["atomic_write", "write_text", "write_json", "read_json", "read_jsonl", "write_jsonl",
            "write_step_jsonl", "read_step_jsonl", "IncompleteStep", "append_jsonl", "content_hash", "save_tensors",
            "load_tensors", "load_pt", "st_metadata", "replacing", "cache_dir", "data_path", "cached", "cached_tensor",
            "load_step_tensors"]
@@ -123,23 +123,6 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix or delete the file") from exc
-
-
-PACKAGES = ("persona-probe", "torch", "transformers", "nnsight", "peft", "plotly", "sentence-transformers")
-
-
-def package_versions(packages: Iterable[str] = PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that decide a result (``not installed`` when absent), plus Python's."""
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _json_default(obj: Any) -> Any:

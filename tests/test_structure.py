@@ -3,7 +3,7 @@
 Layers, bottom to top (a module may import its own layer or a lower one, never a higher one):
 
 1. core      - io, tensor_files, edits, lora, vectors, families, spans, metrics, plots, interventions, schema,
-               openai_client: math, files, shared validation, the one OpenAI-compatible client factory
+               openai_client, versions: math, files, shared validation, the one OpenAI-compatible client factory
 2. models    - embedded, remote, model, loading, reference, bridge, rollouts, model_identity, local_server:
                a chat model under nnsight, and its rollouts through a serving engine
 3. judges    - scoring text. A service below the stages rather than a stage after organisms: the axis
@@ -29,7 +29,7 @@ PKG = ROOT / "persona_probe"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"io", "edits", "lora", "vectors", "families", "spans", "metrics", "plots", "interventions", "schema",
-              "progress", "openai_client", "tensor_files"}),
+              "progress", "openai_client", "tensor_files", "versions"}),
     ("models", {"embedded", "remote", "model", "sampling", "loading", "reference", "bridge", "rollouts",
                 "local_server", "model_identity"}),
     ("judges", {"judges"}),

@@ -195,7 +195,7 @@ def provenance_section(stress: Path, rows: Sequence[Mapping]) -> str:
 def versions_html(recorded: Mapping | None) -> str:
     if recorded:
         return "<h3>Package versions (recorded with the run)</h3>" + kv_table(recorded)
-    from ..io import package_versions
+    from ..versions import package_versions
 
     return ("<h3>Package versions (of the report builder: the run recorded none)</h3>"
             + kv_table(package_versions()))

@@ -47,7 +47,6 @@ from ..io import (
     cached,
     cached_tensor,
     content_hash,
-    package_versions,
     read_json,
     read_step_jsonl,
     save_tensors,
@@ -60,6 +59,7 @@ from ..metrics import coherence_rate, em_rate, rate, self_correction_rate
 from ..progress import check_writable, note_progress
 from ..rollouts import from_spec as generator_from_spec
 from ..rollouts import rollout
+from ..versions import package_versions
 from .cells import ALIGNED_MIN, cell_questions, mean_diff_conditions, mean_diff_label, prompts_for, questions_for
 from .check import check_stress_config, load_directions
 from .config import StressConfig
