@@ -367,12 +367,11 @@ def run_stress_test(cfg: StressConfig, out: str | Path, *, judge=None, loader: C
     _compare(rows)
     write_jsonl(out / "results.jsonl", rows)
     _write_projections(runner, none_acts)
-    summary = {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells),
-               "skipped": sum(r["status"] == "skipped" for r in rows), "judge": runner.judge_ids,
-               "judge_failures": runner.failures.as_dict(),
+    summary = {"config": cfg.source, "config_hash": cfg.key(), "cells": len(cells), "judge": runner.judge_ids,
+               "skipped": sum(r["status"] == "skipped" for r in rows), "judge_failures": runner.failures.as_dict(),
                "measures": describe_measures(runner.domains, runner.judge_ids["aligned"]),
-               "n_questions": len(runner.questions), "generation": runner.gen,
-               "wall_seconds": round(time.perf_counter() - t0, 1), "versions": package_versions()}
+               "n_questions": len(runner.questions), "generation": runner.gen, "versions": package_versions(),
+               "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / "summary.json", summary)
     if runner.failures.failed:
         log.warning("%s; re-run the same command to retry only those", runner.failures.summary())
