@@ -1,6 +1,6 @@
 """Matched controls: random directions, subspaces and detectors that act as often as the real ones.
 
-A control that cannot fail is not a control (RESEARCH.md section 5), and a
+A control that cannot fail is not a control, and a
 control that acts less often than the real intervention is a weak one, so each
 control is matched on *how often it binds*, and differs only in *where* it pushes:
 
