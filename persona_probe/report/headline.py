@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ..stress.headline import change_text, measure_title
 from ..stress.report import headline_lines, pct
 from .html import esc, inline_md, table
 
@@ -20,21 +21,9 @@ __all__ = ["headline_html", "fallback_html", "POSITIVE"]
 POSITIVE = "positive_control"  # the family of the positive control's cells
 
 
-def _pts(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}"
-
-
 def delta_text(d: Mapping | None) -> tuple[str, float | None]:
-    """A comparison as ``(text, sort key)``: points [interval], p, and the MDE down/up when recorded."""
-    if not d:
-        return ("", None)
-    text = f"{100 * d['diff']:+.1f} pt"
-    if d.get("lo") is not None:
-        text += f" [{100 * d['lo']:+.0f}, {100 * d['hi']:+.0f}]"
-    text += f", p={d['p_value']:.2g}"
-    if d.get("mde"):
-        text += f"; MDE ↓{_pts(d['mde'].get('down'))} / ↑{_pts(d['mde'].get('up'))}"
-    return (text, d["diff"])
+    """A comparison as ``(text, sort key)``: the stress headline's text and the change it sorts by."""
+    return (change_text(d), d.get("diff") if d else None)
 
 
 def _rate(r: Mapping | None) -> tuple[str, float | None]:
@@ -55,14 +44,10 @@ def _measures_html(h: Mapping) -> str:
     return f"<p><strong>{esc(h.get('question', ''))}</strong></p><ul>{''.join(items)}</ul>"
 
 
-def _title(m: Mapping) -> str:
-    return f"{'ground truth' if m.get('kind') == 'ground truth' else 'judge'}: {m['name']}"
-
-
 def _condition_table(t: Mapping, measures: Sequence[Mapping]) -> str:
     head = ["intervention", "n"]
     for m in measures:
-        head += [f"{_title(m)} [95% CI]", "vs none", "random control", "real vs random"]
+        head += [f"{measure_title(m)} [95% CI]", "vs none", "random control", "real vs random"]
     rows = []
     for e in ([t["none"]] if t.get("none") else []) + list(t.get("interventions", [])):
         ctrl = (e.get("controls") or [None])[0]
@@ -90,7 +75,7 @@ def _positive_note(h: Mapping, measures: Sequence[Mapping]) -> str:
     for m in measures:
         v = e.get(m["name"]) or {}
         vs = v.get("vs_control") or v.get("vs_none")
-        parts.append(f"{esc(_title(m))} {esc(pct(v.get('rate')))}, {esc(delta_text(vs)[0])} against "
+        parts.append(f"{esc(measure_title(m))} {esc(pct(v.get('rate')))}, {esc(delta_text(vs)[0])} against "
                      f"{'its random control' if v.get('vs_control') else 'none'}")
     return (f"<p class='note'><strong>Positive control</strong> (<code>{esc(e['intervention'])}</code>: the "
             "organism's own trigger direction, from its training data; it must lower triggered misalignment if the "
@@ -106,7 +91,7 @@ def _baselines(h: Mapping, measures: Sequence[Mapping]) -> str:
                       + "; ".join(f"{esc(n)} {esc(delta_text(eff.get(n))[0])}" for n in names if eff.get(n))
                       + "</li>" for eff in h.get("trigger_effect", []))
     return ("<h3>No intervention, every model</h3>"
-            + table(["model", "condition", "n", *[f"{_title(m)} [95% CI]" for m in measures]], rows)
+            + table(["model", "condition", "n", *[f"{measure_title(m)} [95% CI]" for m in measures]], rows)
             + (f"<ul>{effects}</ul>" if effects else ""))
 
 

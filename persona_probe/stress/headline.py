@@ -20,7 +20,7 @@ from ..io import write_json, write_text
 from .ground_truth import vs_reference
 from .report import pct
 
-__all__ = ["build_headline", "render_headline", "write_headline"]
+__all__ = ["build_headline", "render_headline", "write_headline", "change_text", "measure_title"]
 
 QUESTION = "does the intervention move misalignment more than its random control does?"
 
@@ -74,16 +74,24 @@ def build_headline(rows: Sequence[Mapping], summary: Mapping) -> dict:
             "baselines": baselines, "trigger_effect": trigger_effect}
 
 
-def _delta(d: Mapping | None) -> str:
+def change_text(d: Mapping | None) -> str:
+    """A comparison as text: points [Newcombe interval], Fisher p, and the MDE down/up when recorded; a
+    comparison that could not be made gives its note (the markdown headline and the HTML page share this)."""
     if not d or "diff" not in d:
         return (d or {}).get("note", "")
     f = lambda x: "n/a" if x is None else f"{100 * x:.0f}"
-    return (f"{100 * d['diff']:+.1f} pt [{100 * d['lo']:+.0f}, {100 * d['hi']:+.0f}], p={d['p_value']:.2g}; "
-            f"MDE ↓{f(d['mde']['down'])}/↑{f(d['mde']['up'])}")
+    text = f"{100 * d['diff']:+.1f} pt"
+    if d.get("lo") is not None:
+        text += f" [{100 * d['lo']:+.0f}, {100 * d['hi']:+.0f}]"
+    text += f", p={d['p_value']:.2g}"
+    if d.get("mde"):
+        text += f"; MDE ↓{f(d['mde'].get('down'))}/↑{f(d['mde'].get('up'))}"
+    return text
 
 
-def _measure_title(name: str, info: Mapping) -> str:
-    return f"{'ground truth' if info['kind'] == 'ground truth' else 'judge'}: {name}"
+def measure_title(m: Mapping) -> str:
+    """A measure's column title, ``ground truth: template`` or ``judge: em``, from its headline entry."""
+    return f"{'ground truth' if m.get('kind') == 'ground truth' else 'judge'}: {m['name']}"
 
 
 def render_headline(h: Mapping) -> str:
@@ -101,7 +109,7 @@ def render_headline(h: Mapping) -> str:
               f"reaches the power).", ""]
     head = ["intervention", "n"]
     for m in measures:
-        t = _measure_title(m, info[m])
+        t = measure_title(info[m])
         head += [t, "vs none", "random control", "real vs random"]
     for table in h["tables"]:
         lines += [f"**{table['model']}, {table['condition']}**", "", "| " + " | ".join(head) + " |",
@@ -111,19 +119,19 @@ def render_headline(h: Mapping) -> str:
             ctrl = (e.get("controls") or [None])[0]
             cells = [e["intervention"], str(e["n"])]
             for m in measures:
-                cells += [pct(e[m]["rate"]), _delta(e[m]["vs_none"]),
-                          pct(ctrl[m]["rate"]) if ctrl else "", _delta(e[m].get("vs_control"))]
+                cells += [pct(e[m]["rate"]), change_text(e[m]["vs_none"]),
+                          pct(ctrl[m]["rate"]) if ctrl else "", change_text(e[m].get("vs_control"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["**No intervention, every model** (the trigger effect: trigger vs no trigger)", "",
-              "| model | condition | n | " + " | ".join(_measure_title(m, info[m]) for m in measures) + " |",
+              "| model | condition | n | " + " | ".join(measure_title(info[m]) for m in measures) + " |",
               "|" + "---|" * (3 + len(measures))]
     for b in h["baselines"]:
         lines.append(f"| {b['model']} | {b['condition']} | {b['n']} | " + " | ".join(pct(b[m]) for m in measures)
                      + " |")
     lines.append("")
     for eff in h["trigger_effect"]:
-        lines.append(f"- {eff['model']}, trigger effect: " + "; ".join(f"{m} {_delta(eff[m])}" for m in measures))
+        lines.append(f"- {eff['model']}, trigger effect: " + "; ".join(f"{m} {change_text(eff[m])}" for m in measures))
     return "\n".join(lines) + "\n"
 
 
