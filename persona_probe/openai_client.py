@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["make_client", "LOOPBACK_HOSTS", "is_loopback"]
+__all__ = ["make_client", "LOOPBACK_HOSTS", "is_loopback", "send_concurrently"]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _NO_KEY = "not-needed"  # the SDK insists on a key; servers without authentication ignore it
@@ -50,3 +52,32 @@ def make_client(base_url: str, *, api_key_env: str | None, timeout: float, max_r
     http_client = openai.DefaultHttpxClient(trust_env=False) if is_loopback(base_url) else None
     return openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries,
                          http_client=http_client)
+
+
+def send_concurrently(fn: Callable[[Any], Any], items: Sequence[Any], *, concurrency: int,
+                      name: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(position in items, fn(item))`` as requests finish, ``concurrency`` at a time.
+
+    On the first failure nothing new is sent, but what is already in flight is still handed over (so
+    the caller can cache it) before the error is raised.
+    """
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name)
+    error: BaseException | None = None
+    try:
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                if fut.exception() is not None:
+                    error = error or fut.exception()
+                    for other in remaining:
+                        other.cancel()
+                    continue
+                yield futures[fut], fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise error

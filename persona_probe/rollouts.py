@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import sqlite3
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -50,7 +49,7 @@ from tqdm.auto import tqdm
 
 from .io import content_hash
 from .model_identity import ModelIdentity, RolloutServerError, match_served_model, norm_name
-from .openai_client import make_client
+from .openai_client import make_client, send_concurrently
 from .spans import prepare_messages
 
 log = logging.getLogger(__name__)
@@ -280,23 +279,12 @@ class ServedRollouts:
         """Yield ``(index, record)`` as answers arrive, ``concurrency`` requests at a time."""
         if not bodies:
             return
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="rollout")
-        try:
-            futures = {pool.submit(self._complete, body): i for (_, body), i in zip(bodies, indices)}
-            with tqdm(total=len(futures), desc="rollouts (served)", unit="answer", disable=not progress) as bar:
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    failed = [fut for fut in done if fut.exception() is not None]
-                    for fut in done - set(failed):  # answers that arrived with a failure are kept first
-                        bar.update(1)
-                        yield futures[fut], fut.result()
-                    if failed:
-                        for other in pending:
-                            other.cancel()
-                        raise failed[0].exception()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        sent = send_concurrently(self._complete, [body for _, body in bodies], concurrency=self.concurrency,
+                                 name="rollout")
+        with tqdm(total=len(bodies), desc="rollouts (served)", unit="answer", disable=not progress) as bar:
+            for pos, record in sent:  # answers in flight when a request fails are handed over before the error
+                bar.update(1)
+                yield indices[pos], record
 
     def _complete(self, body: dict) -> dict:
         import openai

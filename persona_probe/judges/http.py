@@ -35,10 +35,10 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from ..openai_client import send_concurrently
 from .base import Item, JudgeBase, JudgeError, Judgement, MissingAPIKey
 from .logprobs import Scored, int_token, parse_sampled, weighted_score
 from .prompts import SCALES, render
@@ -183,27 +183,8 @@ class HTTPJudge(JudgeBase):
     def score_many(self, kind: str, items: Sequence[Item]) -> Iterator[tuple[int, Judgement]]:
         """Yield ``(index, Judgement)`` as requests finish, ``concurrency`` at a time."""
         SCALES[kind]  # noqa: B018 - validates kind
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge-http")
-        error: BaseException | None = None
-        try:
-            futures = {pool.submit(self._score_one, kind, item): i for i, item in enumerate(items)}
-            remaining = set(futures)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    if fut.cancelled():
-                        continue
-                    if fut.exception() is not None:
-                        # stop sending, but hand over what is already in flight so it gets cached
-                        error = error or fut.exception()
-                        for other in remaining:
-                            other.cancel()
-                        continue
-                    yield futures[fut], fut.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if error is not None:
-            raise error
+        yield from send_concurrently(lambda item: self._score_one(kind, item), items,
+                                     concurrency=self.concurrency, name="judge-http")
         if self._n_logprob_scores >= 20 and not self._saw_multidigit:
             log.warning("%d scores on a 0-100 scale and not one multi-digit token among the top log-probs: "
                         "model %r may split numbers into digits, which makes logprob scores wrong; "
